@@ -1,0 +1,26 @@
+/* jsonh: small helpers over cJSON for the typed reads and compact writes the
+ * trace, config and store code share. */
+#ifndef AR_JSONH_H
+#define AR_JSONH_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+/* True when v is a JSON number with no fractional part within int64 range
+ * (2^53 and beyond are accepted only as exactly representable doubles). */
+bool jsonh_int(const cJSON *v, int64_t *out);
+/* Appends s as a JSON string literal (quotes included) to b. -1 on ceiling. */
+int jsonh_put_string(struct buf *b, const char *s, size_t n);
+/* Prints v compactly and appends it to b. -1 on failure. */
+int jsonh_put(struct buf *b, const cJSON *v);
+/* Number of members of an object or array (0 otherwise). */
+int jsonh_count(const cJSON *v);
+/* Duplicates a string; NULL in gives NULL out (check with the input). */
+char *jsonh_strdup(const char *s);
+/* A short printable name of v's type: "string", "number", "object", ... */
+const char *jsonh_type(const cJSON *v);
+
+#endif
