@@ -53,14 +53,90 @@ int jsonh_put_string(struct buf *b, const char *s, size_t n)
 	return buf_putc(b, '"');
 }
 
+int jsonh_put_number(struct buf *b, double v)
+{
+	/* FORMAT.md section 11: integral values below 2^53 as integers, else the
+	 * shorter of %.15g / %.17g that reads back to the same double */
+	if (!isfinite(v))
+		return buf_puts(b, isnan(v) ? "null" : v > 0 ? "1e999" : "-1e999");
+	if (v == floor(v) && fabs(v) < 9007199254740992.0)
+		return buf_printf(b, "%lld", (long long)v + 0); /* -0 prints 0 */
+	char tmp[40];
+	snprintf(tmp, sizeof tmp, "%.15g", v);
+	if (strtod(tmp, NULL) != v)
+		snprintf(tmp, sizeof tmp, "%.17g", v);
+	return buf_puts(b, tmp);
+}
+
+static int put_value(struct buf *b, const cJSON *v, int depth);
+
+static int put_member(struct buf *b, const cJSON *c, bool *first, int depth)
+{
+	if ((!*first && buf_putc(b, ',') < 0) || jsonh_put_string(b, c->string, strlen(c->string)) < 0 ||
+	    buf_putc(b, ':') < 0 || put_value(b, c, depth + 1) < 0)
+		return -1;
+	*first = false;
+	return 0;
+}
+
+static int put_value(struct buf *b, const cJSON *v, int depth)
+{
+	if (depth > 2000)
+		return -1;
+	switch (v->type & 0xFF) {
+	case cJSON_False: return buf_puts(b, "false");
+	case cJSON_True: return buf_puts(b, "true");
+	case cJSON_NULL: return buf_puts(b, "null");
+	case cJSON_Number: return jsonh_put_number(b, v->valuedouble);
+	case cJSON_String:
+		return jsonh_put_string(b, v->valuestring, strlen(v->valuestring));
+	case cJSON_Raw: return buf_puts(b, v->valuestring ? v->valuestring : "null");
+	case cJSON_Array: {
+		if (buf_putc(b, '[') < 0)
+			return -1;
+		for (const cJSON *c = v->child; c; c = c->next)
+			if ((c != v->child && buf_putc(b, ',') < 0) || put_value(b, c, depth + 1) < 0)
+				return -1;
+		return buf_putc(b, ']');
+	}
+	case cJSON_Object: {
+		bool first = true;
+		if (buf_putc(b, '{') < 0)
+			return -1;
+		for (const cJSON *c = v->child; c; c = c->next)
+			if (put_member(b, c, &first, depth) < 0)
+				return -1;
+		return buf_putc(b, '}');
+	}
+	}
+	return buf_puts(b, "null");
+}
+
 int jsonh_put(struct buf *b, const cJSON *v)
 {
-	char *s = cJSON_PrintUnformatted(v);
-	if (!s)
+	return put_value(b, v, 0);
+}
+
+int jsonh_put_ordered(struct buf *b, const cJSON *obj, const char *const *order, size_t n)
+{
+	if (!cJSON_IsObject(obj))
+		return jsonh_put(b, obj);
+	bool first = true;
+	if (buf_putc(b, '{') < 0)
 		return -1;
-	int rc = buf_puts(b, s);
-	cJSON_free(s);
-	return rc;
+	for (size_t k = 0; k < n; k++)
+		for (const cJSON *c = obj->child; c; c = c->next)
+			if (c->string && !strcmp(c->string, order[k]) && put_member(b, c, &first, 0) < 0)
+				return -1;
+	for (const cJSON *c = obj->child; c; c = c->next) {
+		size_t k;
+		for (k = 0; k < n; k++)
+			if (c->string && !strcmp(c->string, order[k]))
+				break;
+		if (k == n && put_member(b, c, &first, 0) < 0)
+			return -1;
+	}
+	return buf_putc(b, '}');
 }
 
 int jsonh_count(const cJSON *v)

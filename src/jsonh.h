@@ -14,8 +14,14 @@
 bool jsonh_int(const cJSON *v, int64_t *out);
 /* Appends s as a JSON string literal (quotes included) to b. -1 on ceiling. */
 int jsonh_put_string(struct buf *b, const char *s, size_t n);
-/* Prints v compactly and appends it to b. -1 on failure. */
+/* Appends v as compact JSON in agentreplay's normal form (FORMAT.md section
+ * 11: no whitespace, minimal escapes, integral numbers below 2^53 as
+ * integers). -1 on the buffer's ceiling or allocation failure. */
 int jsonh_put(struct buf *b, const cJSON *v);
+int jsonh_put_number(struct buf *b, double v);
+/* Like jsonh_put for an object, with the members named in `order` first (in
+ * that order), then the others in their own order. */
+int jsonh_put_ordered(struct buf *b, const cJSON *obj, const char *const *order, size_t n);
 /* Number of members of an object or array (0 otherwise). */
 int jsonh_count(const cJSON *v);
 /* Duplicates a string; NULL in gives NULL out (check with the input). */

@@ -16,6 +16,8 @@ void trace_diag_clear(struct trace_diag *d)
 	d->n = 0;
 	d->dropped = 0;
 	d->unknown_type = false;
+	d->warning = false;
+	d->line_kind = TRACE_ITEM_NONE;
 }
 
 void trace_diag_add(struct trace_diag *d, const char *field, const char *fmt, ...)
@@ -25,6 +27,7 @@ void trace_diag_add(struct trace_diag *d, const char *field, const char *fmt, ..
 		return;
 	}
 	snprintf(d->p[d->n].field, sizeof d->p[d->n].field, "%s", field);
+	d->p[d->n].col = 0;
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(d->p[d->n].msg, sizeof d->p[d->n].msg, fmt, ap);
@@ -207,6 +210,50 @@ int tr_role_parse(const char *name, enum tr_role *out)
 
 /* ---- parsing ----------------------------------------------------------- */
 
+/* Messages follow traces/FORMAT.md section 10 word for word. */
+
+static void fpath(char *out, size_t n, const char *path, const char *field)
+{
+	snprintf(out, n, "%s%s%s", path, *path ? "." : "", field);
+}
+
+/* What a value is, for "expected X, got Y": a type name, or the number
+ * itself when a number was the wrong kind of number. */
+static const char *got(const cJSON *v, char *tmp, size_t n)
+{
+	if (cJSON_IsNumber(v)) {
+		snprintf(tmp, n, "%.17g", v->valuedouble);
+		return tmp;
+	}
+	return jsonh_type(v);
+}
+
+static void bad_type(struct trace_diag *d, const char *f, const char *want, const cJSON *v)
+{
+	char tmp[32];
+	trace_diag_add(d, f, "expected %s, got %s", want, cJSON_IsNumber(v) ? "number" : got(v, tmp, sizeof tmp));
+}
+
+static void missing(struct trace_diag *d, const char *path, const char *field)
+{
+	char f[112];
+	fpath(f, sizeof f, path, field);
+	trace_diag_add(d, f, "missing required field");
+}
+
+/* Every member name of a spec-defined object appears once. */
+static void check_dups(const cJSON *obj, const char *path, struct trace_diag *d)
+{
+	for (const cJSON *c = obj->child; c; c = c->next)
+		for (const cJSON *e = obj->child; e != c; e = e->next)
+			if (c->string && e->string && !strcmp(c->string, e->string)) {
+				char f[112];
+				fpath(f, sizeof f, path, c->string);
+				trace_diag_add(d, f, "duplicate field");
+				break;
+			}
+}
+
 /* A small table-driven field walk: every member of an object is either one
  * of `known` (checked for duplicates) or moved into `extra`. */
 struct fieldset {
@@ -230,46 +277,38 @@ static int walk_fields(cJSON *obj, struct fieldset *fs, cJSON **extra, const cha
 			if (!strcmp(k, fs->known[i]))
 				break;
 		char f[112];
-		snprintf(f, sizeof f, "%s%s%s", path, *path ? "." : "", k);
+		fpath(f, sizeof f, path, k);
 		if (i < fs->n_known) {
 			if (fs->seen[i])
 				trace_diag_add(d, f, "duplicate field");
 			else
 				fs->seen[i] = c;
 		} else {
-			if (*extra && cJSON_GetObjectItemCaseSensitive(*extra, k)) {
-				trace_diag_add(d, f, "duplicate field");
-			} else {
-				if (!*extra && !(*extra = cJSON_CreateObject()))
-					return -1;
-				cJSON_DetachItemViaPointer(obj, c);
-				cJSON_AddItemToObject(*extra, k, c);
-			}
+			/* unknown members are kept as they are, duplicates included */
+			if (!*extra && !(*extra = cJSON_CreateObject()))
+				return -1;
+			cJSON_DetachItemViaPointer(obj, c);
+			cJSON_AddItemToObject(*extra, k, c);
 		}
 		c = next;
 	}
 	return 0;
 }
 
-static void fpath(char *out, size_t n, const char *path, const char *field)
-{
-	snprintf(out, n, "%s%s%s", path, *path ? "." : "", field);
-}
-
-/* Reads an optional string; NULL/absent leave *out NULL. `allow_null` lets a
- * JSON null mean absent. Returns -1 on OOM only. */
-static int get_str(const cJSON *v, const char *path, const char *field, bool allow_null, char **out,
-		   size_t *len, struct trace_diag *d)
+/* Reads an optional string field into *out (NULL when absent). Returns -1 on
+ * OOM only; type problems go to d. */
+static int get_str(const cJSON *v, const char *path, const char *field, char **out, size_t *len,
+		   struct trace_diag *d)
 {
 	*out = NULL;
 	if (len)
 		*len = 0;
-	if (!v || (allow_null && cJSON_IsNull(v)))
+	if (!v)
 		return 0;
-	char f[112];
-	fpath(f, sizeof f, path, field);
 	if (!cJSON_IsString(v)) {
-		trace_diag_add(d, f, "must be a string, not %s", jsonh_type(v));
+		char f[112];
+		fpath(f, sizeof f, path, field);
+		bad_type(d, f, "string", v);
 		return 0;
 	}
 	size_t n = strlen(v->valuestring);
@@ -280,30 +319,60 @@ static int get_str(const cJSON *v, const char *path, const char *field, bool all
 	return 0;
 }
 
+/* Reads an optional integer field >= min; -1 when absent or bad. */
 static int64_t get_int(const cJSON *v, const char *path, const char *field, int64_t min,
 		       struct trace_diag *d)
 {
 	if (!v)
 		return -1;
-	char f[112];
+	char f[112], tmp[32];
 	fpath(f, sizeof f, path, field);
 	int64_t x;
+	if (!cJSON_IsNumber(v)) {
+		bad_type(d, f, "integer", v);
+		return -1;
+	}
+	double dv = v->valuedouble;
+	if (dv == floor(dv) && !jsonh_int(v, &x)) {
+		trace_diag_add(d, f, "integer out of range");
+		return -1;
+	}
 	if (!jsonh_int(v, &x)) {
-		if (cJSON_IsNumber(v))
-			trace_diag_add(d, f, "must be an integer, not %g", v->valuedouble);
-		else
-			trace_diag_add(d, f, "must be an integer, not %s", jsonh_type(v));
+		trace_diag_add(d, f, "expected integer, got %s", got(v, tmp, sizeof tmp));
 		return -1;
 	}
 	if (x < min) {
-		trace_diag_add(d, f, "must be >= %lld, not %lld", (long long)min, (long long)x);
+		trace_diag_add(d, f, "must be >= %lld", (long long)min);
 		return -1;
 	}
 	return x;
 }
 
-/* Moves v out of its parent object (so the parsed root can be freed) when it
- * has the wanted JSON type; reports otherwise. */
+/* Checks an optional number field >= 0. */
+static bool get_num(const cJSON *v, const char *path, const char *field, double *out, struct trace_diag *d)
+{
+	if (!v)
+		return false;
+	char f[112];
+	fpath(f, sizeof f, path, field);
+	if (!cJSON_IsNumber(v)) {
+		bad_type(d, f, "number", v);
+		return false;
+	}
+	if (!isfinite(v->valuedouble)) {
+		trace_diag_add(d, f, "number out of range");
+		return false;
+	}
+	if (v->valuedouble < 0) {
+		trace_diag_add(d, f, "must be >= 0");
+		return false;
+	}
+	*out = v->valuedouble;
+	return true;
+}
+
+/* Moves v out of its parent (so the parsed root can be freed) when it is an
+ * object (want_object) or an array; reports otherwise. */
 static cJSON *take(cJSON *parent, cJSON *v, int want_object, const char *path, const char *field,
 		   struct trace_diag *d)
 {
@@ -313,14 +382,13 @@ static cJSON *take(cJSON *parent, cJSON *v, int want_object, const char *path, c
 	if (!ok) {
 		char f[112];
 		fpath(f, sizeof f, path, field);
-		trace_diag_add(d, f, "must be an %s, not %s", want_object ? "object" : "array",
-			       jsonh_type(v));
+		bad_type(d, f, want_object ? "object" : "array", v);
 		return NULL;
 	}
 	return cJSON_DetachItemViaPointer(parent, v);
 }
 
-static int parse_calls(cJSON *arr, const char *path, struct tr_tool_call **out, size_t *n_out,
+static int parse_calls(const cJSON *arr, const char *path, struct tr_tool_call **out, size_t *n_out,
 		       struct trace_diag *d)
 {
 	*out = NULL;
@@ -330,35 +398,39 @@ static int parse_calls(cJSON *arr, const char *path, struct tr_tool_call **out, 
 	char f[112];
 	fpath(f, sizeof f, path, "tool_calls");
 	if (!cJSON_IsArray(arr)) {
-		trace_diag_add(d, f, "must be an array, not %s", jsonh_type(arr));
+		bad_type(d, f, "array", arr);
 		return 0;
 	}
 	int n = cJSON_GetArraySize(arr);
-	if (!n)
+	if (!n) {
+		trace_diag_add(d, f, "must not be empty");
 		return 0;
+	}
 	struct tr_tool_call *calls = calloc((size_t)n, sizeof *calls);
 	if (!calls)
 		return -1;
 	int i = 0;
-	for (cJSON *c = arr->child; c; c = c->next, i++) {
-		char p[112];
+	for (const cJSON *c = arr->child; c; c = c->next, i++) {
+		char p[112], q[112];
 		snprintf(p, sizeof p, "%s[%d]", f, i);
 		if (!cJSON_IsObject(c)) {
-			trace_diag_add(d, p, "must be an object, not %s", jsonh_type(c));
+			bad_type(d, p, "object", c);
 			continue;
 		}
+		check_dups(c, p, d);
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
 		const cJSON *name = cJSON_GetObjectItemCaseSensitive(c, "name");
 		const cJSON *args = cJSON_GetObjectItemCaseSensitive(c, "arguments");
 		if (!id)
-			trace_diag_add(d, p, "missing field 'id'");
+			missing(d, p, "id");
 		if (!name)
-			trace_diag_add(d, p, "missing field 'name'");
-		if (get_str(id, p, "id", false, &calls[i].id, NULL, d) < 0 ||
-		    get_str(name, p, "name", false, &calls[i].name, NULL, d) < 0 ||
-		    get_str(args, p, "arguments", false, &calls[i].arguments, NULL, d) < 0)
+			missing(d, p, "name");
+		if (!args)
+			missing(d, p, "arguments");
+		if (get_str(id, p, "id", &calls[i].id, NULL, d) < 0 ||
+		    get_str(name, p, "name", &calls[i].name, NULL, d) < 0 ||
+		    get_str(args, p, "arguments", &calls[i].arguments, NULL, d) < 0)
 			goto oom;
-		char q[112];
 		if (calls[i].id && !*calls[i].id) {
 			fpath(q, sizeof q, p, "id");
 			trace_diag_add(d, q, "must not be empty");
@@ -367,8 +439,6 @@ static int parse_calls(cJSON *arr, const char *path, struct tr_tool_call **out, 
 			fpath(q, sizeof q, p, "name");
 			trace_diag_add(d, q, "must not be empty");
 		}
-		if (!args && !(calls[i].arguments = dupn("{}", 2)))
-			goto oom;
 	}
 	*out = calls;
 	*n_out = (size_t)n;
@@ -384,9 +454,10 @@ static int parse_synth(const cJSON *v, const char *path, struct tr_synth **out, 
 	char f[112];
 	fpath(f, sizeof f, path, "synthetic");
 	if (!cJSON_IsObject(v)) {
-		trace_diag_add(d, f, "must be an object, not %s", jsonh_type(v));
+		bad_type(d, f, "object", v);
 		return 0;
 	}
+	check_dups(v, f, d);
 	struct tr_synth *s = calloc(1, sizeof *s);
 	if (!s)
 		return -1;
@@ -395,39 +466,45 @@ static int parse_synth(const cJSON *v, const char *path, struct tr_synth **out, 
 	const cJSON *bt = cJSON_GetObjectItemCaseSensitive(v, "block_tokens");
 	size_t before = d->n + d->dropped;
 	if (!tok)
-		trace_diag_add(d, f, "missing field 'tokens'");
+		missing(d, f, "tokens");
 	s->tokens = get_int(tok, f, "tokens", 1, d);
 	s->block_tokens = get_int(bt, f, "block_tokens", 1, d);
+	char bf[112];
+	fpath(bf, sizeof bf, f, "blocks");
 	if (blocks) {
-		char bf[112];
-		fpath(bf, sizeof bf, f, "blocks");
 		if (!cJSON_IsArray(blocks)) {
-			trace_diag_add(d, bf, "must be an array, not %s", jsonh_type(blocks));
+			bad_type(d, bf, "array", blocks);
 		} else {
 			int n = cJSON_GetArraySize(blocks);
-			if (n) {
-				s->blocks = calloc((size_t)n, sizeof *s->blocks);
-				if (!s->blocks) {
-					free(s);
-					return -1;
-				}
+			if (n && !(s->blocks = calloc((size_t)n, sizeof *s->blocks))) {
+				free(s);
+				return -1;
 			}
 			int i = 0;
 			for (const cJSON *b = blocks->child; b; b = b->next, i++) {
 				char ef[112];
 				snprintf(ef, sizeof ef, "%s[%d]", bf, i);
-				int64_t x;
-				if (!jsonh_int(b, &x) || x < 0)
-					trace_diag_add(d, ef, "must be an integer >= 0");
-				else
-					s->blocks[i] = x;
+				int64_t x = get_int(b, "", ef, 0, d);
+				s->blocks[i] = x < 0 ? 0 : x;
 			}
 			s->n_blocks = (size_t)n;
-			if (!bt)
-				trace_diag_add(d, f, "'block_tokens' is required when 'blocks' is given");
+			if (!bt) {
+				char bq[112];
+				fpath(bq, sizeof bq, f, "block_tokens");
+				trace_diag_add(d, bq, "required with blocks");
+			}
 		}
 	} else if (bt) {
-		trace_diag_add(d, f, "'block_tokens' given without 'blocks'");
+		char bq[112];
+		fpath(bq, sizeof bq, f, "block_tokens");
+		trace_diag_add(d, bq, "only allowed with blocks");
+	}
+	if (d->n + d->dropped == before && s->n_blocks && s->block_tokens > 0 && s->tokens > 0) {
+		/* ceil convention: only the last block may be cut */
+		int64_t max_blocks = (s->tokens + s->block_tokens - 1) / s->block_tokens;
+		if ((int64_t)s->n_blocks > max_blocks)
+			trace_diag_add(d, bf, "%zu blocks of %lld tokens exceed tokens %lld", s->n_blocks,
+				       (long long)s->block_tokens, (long long)s->tokens);
 	}
 	if (d->n + d->dropped != before) {
 		free(s->blocks);
@@ -445,52 +522,49 @@ static int parse_message(cJSON *obj, const char *path, struct tr_message *m, str
 {
 	memset(m, 0, sizeof *m);
 	if (!cJSON_IsObject(obj)) {
-		trace_diag_add(d, path, "must be an object, not %s", jsonh_type(obj));
+		bad_type(d, path, "object", obj);
 		return 0;
 	}
 	struct fieldset fs = {message_fields, 6, {0}};
 	if (walk_fields(obj, &fs, &m->extra, path, d) < 0)
 		return -1;
 	const cJSON *role = fs.seen[0], *content = fs.seen[1], *synth = fs.seen[2];
-	cJSON *calls = (cJSON *)fs.seen[3];
-	const cJSON *tcid = fs.seen[4], *name = fs.seen[5];
+	const cJSON *calls = fs.seen[3], *tcid = fs.seen[4], *name = fs.seen[5];
 	char f[112];
 	fpath(f, sizeof f, path, "role");
-	if (!role) {
-		trace_diag_add(d, path, "missing field 'role'");
-	} else if (!cJSON_IsString(role)) {
-		trace_diag_add(d, f, "must be a string, not %s", jsonh_type(role));
-	} else if (tr_role_parse(role->valuestring, &m->role) < 0) {
-		trace_diag_add(d, f, "unknown role '%.40s' (expected system, user, assistant or tool)",
-			       role->valuestring);
-		role = NULL;
-	}
-	if (get_str(content, path, "content", true, &m->content, &m->content_len, d) < 0)
+	bool role_ok = false;
+	if (!role)
+		missing(d, path, "role");
+	else if (!cJSON_IsString(role))
+		bad_type(d, f, "string", role);
+	else if (tr_role_parse(role->valuestring, &m->role) < 0)
+		trace_diag_add(d, f, "unknown role '%.40s'", role->valuestring);
+	else
+		role_ok = true;
+	if (get_str(content, path, "content", &m->content, &m->content_len, d) < 0)
 		return -1;
 	if (synth && parse_synth(synth, path, &m->synth, d) < 0)
 		return -1;
 	if (parse_calls(calls, path, &m->calls, &m->n_calls, d) < 0)
 		return -1;
-	if (get_str(tcid, path, "tool_call_id", false, &m->tool_call_id, NULL, d) < 0 ||
-	    get_str(name, path, "name", false, &m->name, NULL, d) < 0)
+	if (get_str(tcid, path, "tool_call_id", &m->tool_call_id, NULL, d) < 0 ||
+	    get_str(name, path, "name", &m->name, NULL, d) < 0)
 		return -1;
-	if (!role || !cJSON_IsString(role))
+	if (!role_ok)
 		return 0;
-	bool has_content = content && !cJSON_IsNull(content);
-	if (has_content && synth) {
-		trace_diag_add(d, path, "has both 'content' and 'synthetic' (give one)");
-	} else if (!has_content && !synth && !(m->role == TR_ASSISTANT && calls)) {
-		trace_diag_add(d, path, "needs 'content' or 'synthetic'");
-	}
+	if (content && synth)
+		trace_diag_add(d, path, "needs exactly one of content or synthetic");
+	else if (!content && !synth && !(m->role == TR_ASSISTANT && calls))
+		trace_diag_add(d, path, "needs exactly one of content or synthetic");
 	if (calls && m->role != TR_ASSISTANT) {
 		fpath(f, sizeof f, path, "tool_calls");
-		trace_diag_add(d, f, "only assistant messages carry tool calls");
+		trace_diag_add(d, f, "only allowed on role assistant");
 	}
 	fpath(f, sizeof f, path, "tool_call_id");
 	if (m->role == TR_TOOL && !tcid)
-		trace_diag_add(d, path, "a tool message needs 'tool_call_id'");
+		trace_diag_add(d, f, "missing required field");
 	else if (m->role != TR_TOOL && tcid)
-		trace_diag_add(d, f, "only tool messages carry a tool_call_id");
+		trace_diag_add(d, f, "only allowed on role tool");
 	else if (m->tool_call_id && !*m->tool_call_id)
 		trace_diag_add(d, f, "must not be empty");
 	return 0;
@@ -508,15 +582,18 @@ static int parse_response(cJSON *obj, struct tr_response **out, struct trace_dia
 	struct fieldset fs = {response_fields, 6, {0}};
 	if (walk_fields(obj, &fs, &r->extra, "response", d) < 0)
 		goto oom;
-	if (get_str(fs.seen[0], "response", "content", true, &r->content, &r->content_len, d) < 0 ||
-	    get_str(fs.seen[1], "response", "reasoning", true, &r->reasoning, NULL, d) < 0)
+	if (get_str(fs.seen[0], "response", "content", &r->content, &r->content_len, d) < 0 ||
+	    get_str(fs.seen[1], "response", "reasoning", &r->reasoning, NULL, d) < 0)
 		goto oom;
 	r->reasoning_tokens = get_int(fs.seen[2], "response", "reasoning_tokens", 0, d);
-	if (parse_calls((cJSON *)fs.seen[3], "response", &r->calls, &r->n_calls, d) < 0)
+	if (parse_calls(fs.seen[3], "response", &r->calls, &r->n_calls, d) < 0)
 		goto oom;
 	r->output_tokens = get_int(fs.seen[4], "response", "output_tokens", 1, d);
-	if (get_str(fs.seen[5], "response", "finish", false, &r->finish, NULL, d) < 0)
+	if (get_str(fs.seen[5], "response", "finish", &r->finish, NULL, d) < 0)
 		goto oom;
+	if (r->finish && strcmp(r->finish, "stop") && strcmp(r->finish, "length") &&
+	    strcmp(r->finish, "tool_calls"))
+		trace_diag_add(d, "response.finish", "unknown finish reason '%.40s'", r->finish);
 	*out = r;
 	return 0;
 oom:
@@ -528,27 +605,19 @@ static void check_recorded(const cJSON *rec, struct trace_diag *d)
 {
 	static const char *const ints[] = {"prompt_tokens", "cached_tokens", "output_tokens"};
 	static const char *const nums[] = {"ttft_ms", "e2e_ms"};
-	for (size_t i = 0; i < 3; i++) {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, ints[i]);
-		(void)get_int(v, "recorded", ints[i], 0, d);
-	}
+	check_dups(rec, "recorded", d);
+	int64_t v[3];
+	for (size_t i = 0; i < 3; i++)
+		v[i] = get_int(cJSON_GetObjectItemCaseSensitive(rec, ints[i]), "recorded", ints[i], 0, d);
 	for (size_t i = 0; i < 2; i++) {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, nums[i]);
-		if (!v)
-			continue;
-		char f[112];
-		fpath(f, sizeof f, "recorded", nums[i]);
-		if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0)
-			trace_diag_add(d, f, "must be a number >= 0");
+		double x;
+		(void)get_num(cJSON_GetObjectItemCaseSensitive(rec, nums[i]), "recorded", nums[i], &x, d);
 	}
 	const cJSON *model = cJSON_GetObjectItemCaseSensitive(rec, "model");
 	if (model && !cJSON_IsString(model))
-		trace_diag_add(d, "recorded.model", "must be a string, not %s", jsonh_type(model));
-	int64_t p, c;
-	if (jsonh_int(cJSON_GetObjectItemCaseSensitive(rec, "prompt_tokens"), &p) &&
-	    jsonh_int(cJSON_GetObjectItemCaseSensitive(rec, "cached_tokens"), &c) && c > p && p >= 0)
-		trace_diag_add(d, "recorded.cached_tokens", "%lld is more than prompt_tokens %lld",
-			       (long long)c, (long long)p);
+		bad_type(d, "recorded.model", "string", model);
+	if (v[0] >= 0 && v[1] >= 0 && v[1] > v[0])
+		trace_diag_add(d, "recorded.cached_tokens", "exceeds prompt_tokens");
 }
 
 static const char *const turn_fields[] = {"type", "i", "t", "keep", "append", "response", "recorded"};
@@ -564,23 +633,15 @@ static int parse_turn(cJSON *root, struct tr_turn **out, struct trace_diag *d)
 	if (walk_fields(root, &fs, &t->extra, "", d) < 0)
 		goto oom;
 	if (!fs.seen[1])
-		trace_diag_add(d, "i", "missing field (the turn index)");
+		missing(d, "", "i");
 	t->i = get_int(fs.seen[1], "", "i", 0, d);
-	if (fs.seen[2]) {
-		const cJSON *tv = fs.seen[2];
-		if (!cJSON_IsNumber(tv) || !isfinite(tv->valuedouble) || tv->valuedouble < 0)
-			trace_diag_add(d, "t", "must be a number of seconds >= 0");
-		else {
-			t->t = tv->valuedouble;
-			t->has_t = true;
-		}
-	}
+	t->has_t = get_num(fs.seen[2], "", "t", &t->t, d);
 	t->keep = get_int(fs.seen[3], "", "keep", 0, d);
 	const cJSON *app = fs.seen[4];
 	if (!app) {
-		trace_diag_add(d, "append", "missing field (use [] for none)");
+		missing(d, "", "append");
 	} else if (!cJSON_IsArray(app)) {
-		trace_diag_add(d, "append", "must be an array, not %s", jsonh_type(app));
+		bad_type(d, "append", "array", app);
 	} else {
 		int n = cJSON_GetArraySize(app);
 		if (n) {
@@ -599,7 +660,7 @@ static int parse_turn(cJSON *root, struct tr_turn **out, struct trace_diag *d)
 	if (fs.seen[5]) {
 		cJSON *r = (cJSON *)fs.seen[5];
 		if (!cJSON_IsObject(r))
-			trace_diag_add(d, "response", "must be an object, not %s", jsonh_type(r));
+			bad_type(d, "response", "object", r);
 		else if (parse_response(r, &t->response, d) < 0)
 			goto oom;
 	}
@@ -633,41 +694,89 @@ static bool format_ok(const char *f)
 	return true;
 }
 
+static void check_source(const cJSON *src, struct trace_diag *d)
+{
+	check_dups(src, "source", d);
+	const cJSON *kind = cJSON_GetObjectItemCaseSensitive(src, "kind");
+	const cJSON *file = cJSON_GetObjectItemCaseSensitive(src, "file");
+	const cJSON *syn = cJSON_GetObjectItemCaseSensitive(src, "synthesized");
+	if (kind && !cJSON_IsString(kind))
+		bad_type(d, "source.kind", "string", kind);
+	if (file && !cJSON_IsString(file))
+		bad_type(d, "source.file", "string", file);
+	if (syn && !cJSON_IsArray(syn)) {
+		bad_type(d, "source.synthesized", "array", syn);
+	} else if (syn) {
+		int i = 0;
+		for (const cJSON *c = syn->child; c; c = c->next, i++)
+			if (!cJSON_IsString(c)) {
+				char f[64];
+				snprintf(f, sizeof f, "source.synthesized[%d]", i);
+				bad_type(d, f, "string", c);
+			}
+	}
+}
+
 static void check_tools(const cJSON *tools, struct trace_diag *d)
 {
 	int i = 0;
 	for (const cJSON *t = tools->child; t; t = t->next, i++) {
-		char p[64];
+		char p[64], f[112];
 		snprintf(p, sizeof p, "tools[%d]", i);
 		if (!cJSON_IsObject(t)) {
-			trace_diag_add(d, p, "must be an object, not %s", jsonh_type(t));
+			bad_type(d, p, "object", t);
 			continue;
 		}
+		check_dups(t, p, d);
 		const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
 		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
-		const cJSON *name = fn ? cJSON_GetObjectItemCaseSensitive(fn, "name") : NULL;
-		char f[112];
-		if (!cJSON_IsString(type) || strcmp(type->valuestring, "function")) {
-			fpath(f, sizeof f, p, "type");
-			trace_diag_add(d, f, "must be \"function\"");
+		fpath(f, sizeof f, p, "type");
+		if (!type)
+			missing(d, p, "type");
+		else if (!cJSON_IsString(type))
+			bad_type(d, f, "string", type);
+		else if (strcmp(type->valuestring, "function"))
+			trace_diag_add(d, f, "unsupported tool type '%.40s'", type->valuestring);
+		fpath(f, sizeof f, p, "function");
+		if (!fn) {
+			missing(d, p, "function");
+			continue;
 		}
 		if (!cJSON_IsObject(fn)) {
-			fpath(f, sizeof f, p, "function");
-			trace_diag_add(d, f, "must be an object with a name");
+			bad_type(d, f, "object", fn);
 			continue;
 		}
-		fpath(f, sizeof f, p, "function.name");
-		if (!cJSON_IsString(name) || !*name->valuestring) {
-			trace_diag_add(d, f, "must be a non-empty string");
+		check_dups(fn, f, d);
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+		const cJSON *desc = cJSON_GetObjectItemCaseSensitive(fn, "description");
+		const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+		char g[112];
+		if (desc && !cJSON_IsString(desc)) {
+			fpath(g, sizeof g, f, "description");
+			bad_type(d, g, "string", desc);
+		}
+		if (params && !cJSON_IsObject(params)) {
+			fpath(g, sizeof g, f, "parameters");
+			bad_type(d, g, "object", params);
+		}
+		fpath(g, sizeof g, f, "name");
+		if (!name) {
+			missing(d, f, "name");
 			continue;
 		}
-		int j = 0;
-		for (const cJSON *u = tools->child; u != t; u = u->next, j++) {
+		if (!cJSON_IsString(name)) {
+			bad_type(d, g, "string", name);
+			continue;
+		}
+		if (!*name->valuestring) {
+			trace_diag_add(d, g, "must not be empty");
+			continue;
+		}
+		for (const cJSON *u = tools->child; u != t; u = u->next) {
 			const cJSON *ufn = cJSON_GetObjectItemCaseSensitive(u, "function");
-			const cJSON *un = ufn ? cJSON_GetObjectItemCaseSensitive(ufn, "name") : NULL;
+			const cJSON *un = cJSON_IsObject(ufn) ? cJSON_GetObjectItemCaseSensitive(ufn, "name") : NULL;
 			if (cJSON_IsString(un) && !strcmp(un->valuestring, name->valuestring)) {
-				trace_diag_add(d, f, "duplicate tool name '%.60s' (also tools[%d])",
-					       name->valuestring, j);
+				trace_diag_add(d, g, "duplicate tool name '%.60s'", name->valuestring);
 				break;
 			}
 		}
@@ -685,30 +794,31 @@ static int parse_session(cJSON *root, struct tr_session **out, struct trace_diag
 	if (walk_fields(root, &fs, &s->extra, "", d) < 0)
 		goto oom;
 	if (!fs.seen[1])
-		trace_diag_add(d, "format", "missing field (expected \"" TRACE_FORMAT "\")");
-	if (get_str(fs.seen[1], "", "format", false, &s->format, NULL, d) < 0)
+		missing(d, "", "format");
+	if (get_str(fs.seen[1], "", "format", &s->format, NULL, d) < 0)
 		goto oom;
 	if (s->format && !format_ok(s->format))
-		trace_diag_add(d, "format", "unsupported format '%.60s' (this reader reads " TRACE_FORMAT
-			       " and its minor revisions)", s->format);
+		trace_diag_add(d, "format", "unsupported format '%.60s'", s->format);
 	if (!fs.seen[2])
-		trace_diag_add(d, "id", "missing field (the session id)");
-	if (get_str(fs.seen[2], "", "id", false, &s->id, NULL, d) < 0)
+		missing(d, "", "id");
+	if (get_str(fs.seen[2], "", "id", &s->id, NULL, d) < 0)
 		goto oom;
 	if (s->id && !*s->id)
 		trace_diag_add(d, "id", "must not be empty");
-	if (get_str(fs.seen[3], "", "parent", false, &s->parent, NULL, d) < 0)
+	if (get_str(fs.seen[3], "", "parent", &s->parent, NULL, d) < 0)
 		goto oom;
 	if (s->parent && !*s->parent)
 		trace_diag_add(d, "parent", "must not be empty");
 	s->spawned_at_turn = get_int(fs.seen[4], "", "spawned_at_turn", 0, d);
 	if (fs.seen[3] && !fs.seen[4])
-		trace_diag_add(d, "spawned_at_turn", "required when 'parent' is given");
+		trace_diag_add(d, "spawned_at_turn", "required with parent");
 	if (!fs.seen[3] && fs.seen[4])
-		trace_diag_add(d, "spawned_at_turn", "given without 'parent'");
+		trace_diag_add(d, "spawned_at_turn", "only allowed with parent");
 	s->source = take(root, (cJSON *)fs.seen[5], 1, "", "source", d);
-	if (get_str(fs.seen[6], "", "model", false, &s->model, NULL, d) < 0 ||
-	    get_str(fs.seen[7], "", "system", false, &s->system, NULL, d) < 0)
+	if (s->source)
+		check_source(s->source, d);
+	if (get_str(fs.seen[6], "", "model", &s->model, NULL, d) < 0 ||
+	    get_str(fs.seen[7], "", "system", &s->system, NULL, d) < 0)
 		goto oom;
 	s->tools = take(root, (cJSON *)fs.seen[8], 0, "", "tools", d);
 	if (s->tools)
@@ -721,7 +831,8 @@ oom:
 	return -1;
 }
 
-/* cJSON turns \u0000 into a NUL that silently cuts the string; refuse it. */
+/* cJSON turns \u0000 into a NUL that silently cuts the string; refuse it.
+ * Returns the 0-based offset of the escape, or -1. */
 static long find_nul_escape(const char *s, size_t n)
 {
 	for (size_t i = 0; i + 1 < n; i++) {
@@ -739,59 +850,57 @@ int trace_parse_line(const char *line, size_t len, struct trace_item *item, stru
 	memset(item, 0, sizeof *item);
 	long nul = find_nul_escape(line, len);
 	if (nul >= 0) {
-		trace_diag_add(d, "", "\\u0000 in a string at column %ld (NUL is not allowed)", nul + 1);
+		trace_diag_add(d, "", "string contains U+0000");
+		d->p[d->n - 1].col = nul + 1;
 		return -1;
 	}
 	const char *end = NULL;
 	cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
 	if (!root) {
-		long col = end ? (long)(end - line) + 1 : 1;
-		if (!end) {
-			const char *ep = cJSON_GetErrorPtr();
-			if (ep >= line && ep <= line + len)
-				col = (long)(ep - line) + 1;
-		}
-		trace_diag_add(d, "", "invalid JSON near column %ld", col);
+		long col = (end && end >= line && end <= line + len) ? (long)(end - line) + 1 : 1;
+		trace_diag_add(d, "", "invalid JSON: syntax error");
+		d->p[d->n - 1].col = col;
 		return -1;
 	}
 	/* anything but blanks after the value is an error */
 	for (const char *p = end; p && p < line + len; p++)
-		if (*p != ' ' && *p != '\t' && *p != '\r') {
-			trace_diag_add(d, "", "unexpected text after the JSON object at column %ld",
-				       (long)(p - line) + 1);
+		if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+			trace_diag_add(d, "", "invalid JSON: text after the object");
+			d->p[d->n - 1].col = (long)(p - line) + 1;
 			cJSON_Delete(root);
 			return -1;
 		}
 	int rc = -1;
 	if (!cJSON_IsObject(root)) {
-		trace_diag_add(d, "", "a line must be a JSON object, not %s", jsonh_type(root));
+		trace_diag_add(d, "", "line is not a JSON object");
 		goto out;
 	}
 	const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "type");
 	if (!type) {
-		trace_diag_add(d, "type", "missing field (\"session\" or \"turn\")");
+		missing(d, "", "type");
 		goto out;
 	}
 	if (!cJSON_IsString(type)) {
-		trace_diag_add(d, "type", "must be a string, not %s", jsonh_type(type));
+		bad_type(d, "type", "string", type);
 		goto out;
 	}
 	size_t before = d->n + d->dropped;
 	if (!strcmp(type->valuestring, "session")) {
+		d->line_kind = TRACE_ITEM_SESSION;
 		if (parse_session(root, &item->session, d) < 0) {
 			trace_diag_add(d, "", "out of memory");
 			goto out;
 		}
 		item->kind = TRACE_ITEM_SESSION;
 	} else if (!strcmp(type->valuestring, "turn")) {
+		d->line_kind = TRACE_ITEM_TURN;
 		if (parse_turn(root, &item->turn, d) < 0) {
 			trace_diag_add(d, "", "out of memory");
 			goto out;
 		}
 		item->kind = TRACE_ITEM_TURN;
 	} else {
-		trace_diag_add(d, "type", "unknown line type '%.40s' (expected \"session\" or \"turn\")",
-			       type->valuestring);
+		trace_diag_add(d, "type", "unknown line type '%.40s'", type->valuestring);
 		d->unknown_type = (d->n + d->dropped == before + 1);
 		goto out;
 	}
@@ -836,6 +945,44 @@ static int put_json(struct buf *b, bool *first, const char *k, const cJSON *v)
 	return jsonh_put(b, v);
 }
 
+static const char *const source_order[] = {"kind", "file", "synthesized"};
+static const char *const recorded_order[] = {"prompt_tokens", "cached_tokens", "output_tokens",
+					     "ttft_ms", "e2e_ms", "model"};
+static const char *const function_order[] = {"name", "description", "parameters"};
+
+static int put_tools(struct buf *b, const cJSON *tools)
+{
+	if (buf_putc(b, '[') < 0)
+		return -1;
+	for (const cJSON *t = tools->child; t; t = t->next) {
+		if (t != tools->child && buf_putc(b, ',') < 0)
+			return -1;
+		if (!cJSON_IsObject(t)) {
+			if (jsonh_put(b, t) < 0)
+				return -1;
+			continue;
+		}
+		/* the tool object in order, with its function object in order */
+		bool first = true;
+		if (buf_putc(b, '{') < 0)
+			return -1;
+		for (size_t pass = 0; pass < 3; pass++)
+			for (const cJSON *c = t->child; c; c = c->next) {
+				bool is_type = c->string && !strcmp(c->string, "type");
+				bool is_fn = c->string && !strcmp(c->string, "function");
+				if ((pass == 0 && !is_type) || (pass == 1 && !is_fn) || (pass == 2 && (is_type || is_fn)))
+					continue;
+				if (put_key(b, &first, c->string) < 0)
+					return -1;
+				if (is_fn ? jsonh_put_ordered(b, c, function_order, 3) < 0 : jsonh_put(b, c) < 0)
+					return -1;
+			}
+		if (buf_putc(b, '}') < 0)
+			return -1;
+	}
+	return buf_putc(b, ']');
+}
+
 static int put_extra(struct buf *b, bool *first, const cJSON *extra)
 {
 	if (!extra)
@@ -867,17 +1014,11 @@ static int put_calls(struct buf *b, bool *first, const struct tr_tool_call *call
 	return buf_putc(b, ']');
 }
 
-/* A number as cJSON prints it, so that parse → write is stable. */
 static int put_double(struct buf *b, bool *first, const char *k, double v)
 {
 	if (put_key(b, first, k) < 0)
 		return -1;
-	cJSON *n = cJSON_CreateNumber(v);
-	if (!n)
-		return -1;
-	int rc = jsonh_put(b, n);
-	cJSON_Delete(n);
-	return rc;
+	return jsonh_put_number(b, v);
 }
 
 static int message_write(const struct tr_message *m, struct buf *b)
@@ -955,7 +1096,8 @@ int tr_turn_write(const struct tr_turn *t, struct buf *b)
 		if (put_extra(b, &g, r->extra) < 0 || buf_putc(b, '}') < 0)
 			return -1;
 	}
-	if (t->recorded && put_json(b, &f, "recorded", t->recorded) < 0)
+	if (t->recorded && (put_key(b, &f, "recorded") < 0 ||
+			    jsonh_put_ordered(b, t->recorded, recorded_order, 6) < 0))
 		return -1;
 	if (put_extra(b, &f, t->extra) < 0)
 		return -1;
@@ -973,13 +1115,13 @@ int tr_session_write(const struct tr_session *s, struct buf *b)
 	if (s->parent && (put_str(b, &f, "parent", s->parent, strlen(s->parent)) < 0 ||
 			  put_int(b, &f, "spawned_at_turn", s->spawned_at_turn < 0 ? 0 : s->spawned_at_turn) < 0))
 		return -1;
-	if (s->source && put_json(b, &f, "source", s->source) < 0)
+	if (s->source && (put_key(b, &f, "source") < 0 || jsonh_put_ordered(b, s->source, source_order, 3) < 0))
 		return -1;
 	if (s->model && put_str(b, &f, "model", s->model, strlen(s->model)) < 0)
 		return -1;
 	if (s->system && put_str(b, &f, "system", s->system, strlen(s->system)) < 0)
 		return -1;
-	if (s->tools && put_json(b, &f, "tools", s->tools) < 0)
+	if (s->tools && (put_key(b, &f, "tools") < 0 || put_tools(b, s->tools) < 0))
 		return -1;
 	if (s->meta && put_json(b, &f, "meta", s->meta) < 0)
 		return -1;
@@ -1046,11 +1188,10 @@ int64_t tr_session_prefix_tokens(const struct tr_session *s)
 	if (s->system && *s->system)
 		t += TR_MESSAGE_OVERHEAD_TOKENS + tokest_text(s->system, strlen(s->system));
 	if (s->tools && cJSON_GetArraySize(s->tools) > 0) {
-		char *txt = cJSON_PrintUnformatted(s->tools);
-		if (txt) {
-			t += tokest_text(txt, strlen(txt));
-			cJSON_free(txt);
-		}
+		struct buf b = BUF_INIT;
+		if (put_tools(&b, s->tools) == 0)
+			t += tokest_text(b.data, b.len);
+		buf_free(&b);
 	}
 	return t;
 }

@@ -108,9 +108,12 @@ struct trace_diag {
 	size_t n;
 	size_t dropped;
 	bool unknown_type; /* the only problem is an unknown "type" (--lenient skips it) */
+	bool warning;      /* the entries are warnings (a skipped line) */
+	enum trace_item_kind line_kind; /* what the line's "type" said, even when it has problems */
 	struct {
-		char field[112];
+		char field[112]; /* "" for a problem of the whole line */
 		char msg[400];
+		long col;        /* 1-based byte column for byte-level problems, else 0 */
 	} p[TRACE_DIAG_MAX];
 };
 

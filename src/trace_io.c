@@ -1,5 +1,6 @@
 #include "trace_io.h"
 
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -53,7 +54,8 @@ struct trace_reader {
 	int64_t hist_len;
 	bool prev_response;
 	struct strset calls;
-	bool any_line;
+	bool has_system;
+	bool any_session;
 	bool end_checked;
 };
 
@@ -94,7 +96,7 @@ static int fill(struct trace_reader *r, struct ar_err *err)
 		if (r->raw_pos == r->raw_len && r->raw_eof) {
 			if (r->zstarted && r->zret != 0)
 				return ar_err_set(err, AR_EFORMAT,
-						  "%s: truncated zstd frame (the file ends inside a frame)",
+						  "%s: zstd: truncated frame (the file ends inside a frame)",
 						  r->path);
 			return 0;
 		}
@@ -102,7 +104,7 @@ static int fill(struct trace_reader *r, struct ar_err *err)
 		ZSTD_outBuffer o = {r->out, r->out_cap, 0};
 		size_t ret = ZSTD_decompressStream(r->zs, &o, &in);
 		if (ZSTD_isError(ret))
-			return ar_err_set(err, AR_EFORMAT, "%s: corrupt zstd data: %s", r->path,
+			return ar_err_set(err, AR_EFORMAT, "%s: zstd: %s", r->path,
 					  ZSTD_getErrorName(ret));
 		r->zstarted = true;
 		r->zret = ret;
@@ -247,26 +249,14 @@ static bool blank(const char *s, size_t n)
 	return true;
 }
 
-static void end_session_checks(struct trace_reader *r, struct trace_diag *d)
+/* Resets the per-session state for a new session line. */
+static int begin_session(struct trace_reader *r, const char *id, bool has_system)
 {
-	if (r->in_session && r->turns == 0)
-		trace_diag_add(d, "", "session '%.80s' (line %llu) has no turns", r->sess_id,
-			       (unsigned long long)r->sess_line);
-}
-
-static int check_session(struct trace_reader *r, const struct tr_session *s, struct trace_diag *d)
-{
-	if (strset_has(&r->sessions, s->id))
-		trace_diag_add(d, "id", "duplicate session id '%.80s'", s->id);
-	if (s->parent && !strset_has(&r->sessions, s->parent))
-		trace_diag_add(d, "parent", "parent '%.80s' is not an earlier session in this file",
-			       s->parent);
-	if (strset_add(&r->sessions, s->id) < 0)
-		return -1;
 	free(r->sess_id);
-	if (!(r->sess_id = strdup(s->id)))
+	if (!(r->sess_id = strdup(id)))
 		return -1;
 	r->in_session = true;
+	r->has_system = has_system;
 	r->sess_line = r->lineno;
 	r->next_i = 0;
 	r->turns = 0;
@@ -277,6 +267,30 @@ static int check_session(struct trace_reader *r, const struct tr_session *s, str
 	return 0;
 }
 
+static int check_session(struct trace_reader *r, const struct tr_session *s, struct trace_diag *d)
+{
+	int64_t *seen = strset_values(&r->sessions, s->id);
+	if (seen)
+		trace_diag_add(d, "id", "duplicate session id '%.80s' (first at line %lld)", s->id,
+			       (long long)seen[0]);
+	if (s->parent) {
+		int64_t *p = strset_values(&r->sessions, s->parent);
+		if (!p || (seen && !strcmp(s->parent, s->id)))
+			trace_diag_add(d, "parent",
+				       "unknown parent session '%.80s' (a parent must appear earlier in the file)",
+				       s->parent);
+		else if (s->spawned_at_turn >= p[1])
+			trace_diag_add(d, "spawned_at_turn", "parent '%.80s' has only %lld turns", s->parent,
+				       (long long)p[1]);
+	}
+	if (!seen) {
+		if (strset_add(&r->sessions, s->id) < 0)
+			return -1;
+		strset_values(&r->sessions, s->id)[0] = (int64_t)r->lineno;
+	}
+	return begin_session(r, s->id, s->system && *s->system);
+}
+
 static int add_calls(struct trace_reader *r, const struct tr_tool_call *c, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -285,17 +299,20 @@ static int add_calls(struct trace_reader *r, const struct tr_tool_call *c, size_
 	return 0;
 }
 
+/* The cross-line rules for one turn (FORMAT.md section 7). */
 static int check_turn(struct trace_reader *r, const struct tr_turn *t, struct trace_diag *d)
 {
 	if (t->i != r->next_i)
-		trace_diag_add(d, "i", "expected turn index %lld, got %lld", (long long)r->next_i,
-			       (long long)t->i);
+		trace_diag_add(d, "i", "expected %lld, got %lld", (long long)r->next_i, (long long)t->i);
+	/* resynchronise on the index given, so one gap gives one error */
 	r->next_i = (t->i >= 0 ? t->i : r->next_i) + 1;
 	r->turns++;
+	int64_t *sv = strset_values(&r->sessions, r->sess_id);
+	if (sv)
+		sv[1] = r->turns;
 	if (t->has_t) {
 		if (t->t < r->last_t)
-			trace_diag_add(d, "t", "goes back in time (%g s after the previous turn's %g s)", t->t,
-				       r->last_t);
+			trace_diag_add(d, "t", "%g is less than the previous turn's %g", t->t, r->last_t);
 		else
 			r->last_t = t->t;
 	}
@@ -303,8 +320,8 @@ static int check_turn(struct trace_reader *r, const struct tr_turn *t, struct tr
 		r->hist_len++;
 	if (t->keep >= 0) {
 		if (t->keep > r->hist_len)
-			trace_diag_add(d, "keep", "%lld is more than the %lld messages of history",
-				       (long long)t->keep, (long long)r->hist_len);
+			trace_diag_add(d, "keep", "%lld exceeds history length %lld", (long long)t->keep,
+				       (long long)r->hist_len);
 		else
 			r->hist_len = t->keep;
 	}
@@ -314,12 +331,13 @@ static int check_turn(struct trace_reader *r, const struct tr_turn *t, struct tr
 		if (m->role == TR_TOOL && m->tool_call_id && !strset_has(&r->calls, m->tool_call_id)) {
 			char f[48];
 			snprintf(f, sizeof f, "append[%zu].tool_call_id", k);
-			trace_diag_add(d, f, "tool result for unknown call '%.80s' (no earlier tool call has this id)",
-				       m->tool_call_id);
+			trace_diag_add(d, f, "tool result for unknown call '%.80s'", m->tool_call_id);
 		}
 		if (add_calls(r, m->calls, m->n_calls) < 0)
 			return -1;
 	}
+	if (r->hist_len == 0 && !r->has_system)
+		trace_diag_add(d, "append", "empty prompt (no system prompt and no history)");
 	r->prev_response = t->response != NULL;
 	if (t->response && add_calls(r, t->response->calls, t->response->n_calls) < 0)
 		return -1;
@@ -336,25 +354,20 @@ int trace_reader_next(struct trace_reader *r, struct trace_item *item, struct tr
 		if (l == -1)
 			return TRACE_FATAL;
 		if (l == 0) {
-			if (r->end_checked)
-				return TRACE_EOF;
-			r->end_checked = true;
-			if (!r->any_line) {
-				trace_diag_add(d, "", "empty trace (no session line)");
-				r->lineno = r->lineno ? r->lineno : 1;
-				return TRACE_BAD;
-			}
-			end_session_checks(r, d);
-			if (d->n) {
-				r->lineno = r->sess_line;
+			if (!r->any_session && !r->end_checked) {
+				r->end_checked = true;
+				r->lineno = 0; /* a file-level problem */
+				trace_diag_add(d, "", "no session in file");
 				return TRACE_BAD;
 			}
 			return TRACE_EOF;
 		}
 		if (l == -2) {
-			r->any_line = true;
-			trace_diag_add(d, "", "line longer than the %zu-byte limit (raise it with --max-line-bytes)",
-				       r->opts.max_line);
+			trace_diag_add(d, "", "line longer than %zu bytes", r->opts.max_line);
+			if (r->in_session) {
+				r->next_i++; /* most likely a turn: keep the count so one bad line gives one error */
+				r->turns++;
+			}
 			return TRACE_BAD;
 		}
 		const char *s = r->line.data;
@@ -363,35 +376,41 @@ int trace_reader_next(struct trace_reader *r, struct trace_item *item, struct tr
 			n--;
 		if (blank(s, n))
 			continue;
-		r->any_line = true;
 		size_t bad = utf8_check(s, n);
 		if (bad != n) {
-			trace_diag_add(d, "", "invalid UTF-8 at byte %zu of the line", bad + 1);
+			trace_diag_add(d, "", "invalid UTF-8");
+			d->p[0].col = (long)bad + 1;
 			return TRACE_BAD;
 		}
 		if (trace_parse_line(s, n, item, d) < 0) {
-			if (d->unknown_type && r->opts.lenient)
+			if (d->unknown_type && r->opts.lenient) {
+				snprintf(d->p[0].msg + strlen(d->p[0].msg), sizeof d->p[0].msg - strlen(d->p[0].msg),
+					 ", line skipped");
+				d->warning = true;
 				return TRACE_SKIPPED;
-			/* keep the turn counter moving so one bad line gives one error */
-			if (r->in_session && n > 10 && strstr(s, "\"turn\""))
+			}
+			/* a broken line still counts as what it says it is, so one bad
+			 * line gives one error, not a cascade */
+			if (d->line_kind == TRACE_ITEM_TURN && r->in_session) {
 				r->next_i++;
+				r->turns++;
+			} else if (d->line_kind == TRACE_ITEM_SESSION) {
+				r->any_session = true;
+				begin_session(r, "", true);
+			}
 			return TRACE_BAD;
 		}
 		if (item->kind == TRACE_ITEM_SESSION) {
-			if (r->in_session && r->turns == 0)
-				trace_diag_add(d, "", "the previous session '%.80s' (line %llu) has no turns",
-					       r->sess_id, (unsigned long long)r->sess_line);
+			r->any_session = true;
 			if (check_session(r, item->session, d) < 0) {
 				trace_item_clear(item);
 				return ar_err_set(err, AR_ENOMEM, "out of memory"), TRACE_FATAL;
 			}
-		} else {
-			if (!r->in_session) {
-				trace_diag_add(d, "type", "turn before any session line");
-			} else if (check_turn(r, item->turn, d) < 0) {
-				trace_item_clear(item);
-				return ar_err_set(err, AR_ENOMEM, "out of memory"), TRACE_FATAL;
-			}
+		} else if (!r->in_session) {
+			trace_diag_add(d, "type", "turn before any session line");
+		} else if (check_turn(r, item->turn, d) < 0) {
+			trace_item_clear(item);
+			return ar_err_set(err, AR_ENOMEM, "out of memory"), TRACE_FATAL;
 		}
 		if (d->n) {
 			trace_item_clear(item);

@@ -49,16 +49,24 @@ static int trace_opt(void *ctx, int id, const char *val, struct ar_err *err)
 	return 0;
 }
 
-static void print_diag(const struct trace_reader *r, const struct trace_diag *d, const char *kind)
+/* FORMAT.md section 10: FILE:LINE: FIELD: MESSAGE, FILE:LINE:COL: MESSAGE for
+ * byte-level problems, FILE: MESSAGE for the whole file. */
+static void print_diag(const struct trace_reader *r, const struct trace_diag *d)
 {
+	const char *path = trace_reader_path(r);
+	unsigned long long line = (unsigned long long)trace_reader_line(r);
+	const char *w = d->warning ? "warning: " : "";
 	for (size_t k = 0; k < d->n; k++) {
 		const char *f = d->p[k].field;
-		fprintf(stderr, "%s:%llu: %s%s%s%s\n", trace_reader_path(r),
-			(unsigned long long)trace_reader_line(r), kind, f, *f ? ": " : "", d->p[k].msg);
+		if (!line)
+			fprintf(stderr, "%s: %s%s\n", path, w, d->p[k].msg);
+		else if (d->p[k].col > 0)
+			fprintf(stderr, "%s:%llu:%ld: %s%s\n", path, line, d->p[k].col, w, d->p[k].msg);
+		else
+			fprintf(stderr, "%s:%llu: %s%s%s%s\n", path, line, f, *f ? ": " : "", w, d->p[k].msg);
 	}
 	if (d->dropped)
-		fprintf(stderr, "%s:%llu: %s(%zu more problems on this line)\n", trace_reader_path(r),
-			(unsigned long long)trace_reader_line(r), kind, d->dropped);
+		fprintf(stderr, "%s:%llu: (%zu more problems on this line)\n", path, line, d->dropped);
 }
 
 /* ---- validate ---------------------------------------------------------- */
@@ -85,12 +93,12 @@ static int validate_file(const char *path, const struct trace_cfg *c, uint64_t *
 			break;
 		}
 		if (rc == TRACE_BAD) {
-			print_diag(r, &d, "");
+			print_diag(r, &d);
 			bad += d.n + d.dropped;
 			continue;
 		}
 		if (rc == TRACE_SKIPPED) {
-			print_diag(r, &d, "warning: ");
+			print_diag(r, &d);
 			continue;
 		}
 		if (it.kind == TRACE_ITEM_SESSION)
@@ -278,7 +286,7 @@ static int stats_file(const char *path, const struct trace_cfg *c, cJSON *sessio
 			break;
 		}
 		if (rc == TRACE_BAD || rc == TRACE_SKIPPED) {
-			print_diag(r, &d, rc == TRACE_SKIPPED ? "warning: " : "");
+			print_diag(r, &d);
 			if (rc == TRACE_BAD)
 				*problems += d.n + d.dropped;
 			continue;
@@ -317,14 +325,14 @@ static int cat_file(const char *path, const struct trace_cfg *c, struct trace_wr
 		if (rc == TRACE_EOF)
 			break;
 		if (rc == TRACE_SKIPPED) {
-			print_diag(r, &d, "warning: ");
+			print_diag(r, &d);
 			continue;
 		}
 		if (rc == TRACE_FATAL || rc == TRACE_BAD) {
 			if (rc == TRACE_FATAL)
 				cli_error_err(&err);
 			else
-				print_diag(r, &d, "");
+				print_diag(r, &d);
 			ret = -1;
 			break;
 		}
