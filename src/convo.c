@@ -26,6 +26,7 @@ void convo_free(struct convo *c)
 	truncate_to(c, 0);
 	free(c->msgs);
 	free(c->tokens);
+	free(c->origin);
 	tr_response_free(c->pending_copy);
 	memset(c, 0, sizeof *c);
 }
@@ -52,6 +53,10 @@ static int grow(struct convo *c, size_t extra)
 	if (!t)
 		return -1;
 	c->tokens = t;
+	t = realloc(c->origin, cap * sizeof *t);
+	if (!t)
+		return -1;
+	c->origin = t;
 	if (!c->count_only) {
 		struct tr_message *m = realloc(c->msgs, cap * sizeof *m);
 		if (!m)
@@ -103,6 +108,23 @@ fail:
 	return NULL;
 }
 
+int convo_set_generated(struct convo *c, const char *text, size_t n)
+{
+	if (!c->has_pending || c->count_only || !c->pending_copy)
+		return 0;
+	char *p = malloc(n + 1);
+	if (!p)
+		return -1;
+	memcpy(p, text, n);
+	p[n] = '\0';
+	free(c->pending_copy->content);
+	c->pending_copy->content = p;
+	c->pending_copy->content_len = n;
+	struct tr_response tmp = *c->pending_copy;
+	c->pending_tokens = tr_response_history_tokens(&tmp);
+	return 0;
+}
+
 int convo_step(struct convo *c, const struct tr_turn *t, struct ar_err *err)
 {
 	if (c->turns > 0 && c->has_pending) {
@@ -111,6 +133,7 @@ int convo_step(struct convo *c, const struct tr_turn *t, struct ar_err *err)
 		if (!c->count_only && response_message(&c->msgs[c->n], c->pending_copy) < 0)
 			return ar_err_set(err, AR_ENOMEM, "out of memory");
 		c->tokens[c->n] = c->pending_tokens;
+		c->origin[c->n] = -1;
 		c->history_tokens += c->pending_tokens;
 		c->n++;
 	}
@@ -129,6 +152,7 @@ int convo_step(struct convo *c, const struct tr_turn *t, struct ar_err *err)
 		if (!c->count_only && tr_message_copy(&c->msgs[c->n], &t->append[k]) < 0)
 			return ar_err_set(err, AR_ENOMEM, "out of memory");
 		c->tokens[c->n] = tr_message_tokens(&t->append[k]);
+		c->origin[c->n] = (t->i << 20) | (int64_t)(k & 0xFFFFF);
 		c->history_tokens += c->tokens[c->n];
 		c->n++;
 	}

@@ -22,6 +22,7 @@ struct convo {
 	bool count_only;
 	struct tr_message *msgs; /* NULL when count_only */
 	int64_t *tokens;         /* estimate per message */
+	int64_t *origin;         /* (turn << 20) | index in that turn's append; -1 for responses */
 	size_t n, cap;
 	int64_t prefix_tokens;  /* system + tools */
 	int64_t history_tokens; /* sum of tokens[] */
@@ -32,6 +33,8 @@ struct convo {
 };
 
 #define CONVO_COUNT_ONLY true
+#define CONVO_ORIGIN_TURN(o) ((o) >> 20)
+#define CONVO_ORIGIN_INDEX(o) ((o) & 0xFFFFF)
 
 void convo_init(struct convo *c, bool count_only);
 void convo_free(struct convo *c);
@@ -40,6 +43,10 @@ void convo_reset(struct convo *c, const struct tr_session *s);
 /* Applies turn t (see above). The turn's response becomes pending until the
  * next step. Returns 0, or -1 with err set (keep too large, out of memory). */
 int convo_step(struct convo *c, const struct tr_turn *t, struct ar_err *err);
+/* --history generated: the backend's own text replaces the content of the
+ * last turn's response before it enters the history (its tool calls stay, so
+ * the trace's tool results still pair with them). -1 on allocation failure. */
+int convo_set_generated(struct convo *c, const char *text, size_t n);
 /* Context tokens of the prompt the last stepped turn sends. */
 static inline int64_t convo_tokens(const struct convo *c) { return c->prefix_tokens + c->history_tokens; }
 

@@ -1,0 +1,90 @@
+/* store: the results store, one SQLite file in WAL mode.
+ *
+ * Tables (schema in store.c, versioned with PRAGMA user_version and applied
+ * by ordered migrations): runs (host, tool version, command line), configs
+ * (backend, model, parameters, failure point), requests (one row per
+ * measured request with every figure of DESIGN.md section 4), events (server
+ * and run events with log excerpts) and mem_samples (memory timeline).
+ *
+ * Durability: each finished request is committed in its own transaction
+ * before the next request starts, so killing the process loses at most the
+ * request in flight. A store written by a newer agentreplay (higher schema
+ * version) is refused with a message saying so.
+ *
+ * Ownership: store_open returns a handle freed by store_close (NULL ok).
+ * Strings passed in are copied by SQLite; nothing is retained.
+ */
+#ifndef AR_STORE_H
+#define AR_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define STORE_SCHEMA_VERSION 1
+
+struct store;
+
+enum { STORE_READONLY = 1 };
+
+/* Opens (creating when needed and not READONLY) the store at path and brings
+ * its schema up to date. Fails (before any measurement is made) when the
+ * path is not writable, is not a store, or has a newer schema. */
+int store_open(struct store **out, const char *path, int flags, struct ar_err *err);
+void store_close(struct store *s);
+int store_schema_version(const struct store *s);
+
+/* A run: one invocation of run/sweep. host_json describes the machine. */
+int store_run_begin(struct store *s, const char *command_line, const char *host_json, int64_t *run_id,
+		    struct ar_err *err);
+int store_run_end(struct store *s, int64_t run_id, const char *status, struct ar_err *err);
+
+struct store_config {
+	const char *name;
+	const char *backend; /* adapter: sim, openai, llama-server, ollama, anthropic */
+	const char *url;
+	const char *model;
+	bool simulated;
+	const char *params_json; /* everything else that defines the config */
+	const char *trace_json;  /* trace file(s), session ids, seeds: provenance */
+};
+int store_config_add(struct store *s, int64_t run_id, const struct store_config *c, int64_t *config_id,
+		     struct ar_err *err);
+/* Records the config's final status ("ok", "failed", "interrupted", ...) and
+ * its failure point as JSON (or NULL). */
+int store_config_finish(struct store *s, int64_t config_id, const char *status, const char *failure_json,
+			struct ar_err *err);
+
+/* One measured request. Doubles are NaN and integers -1 when not known. */
+struct store_request {
+	const char *session;
+	int64_t turn;
+	int64_t repeat; /* 0-based; warmup requests are not stored */
+	const char *cache; /* "warm" or "cold" */
+	int64_t context_tokens_est; /* our estimate of the materialised prompt */
+	int64_t requested_tokens;   /* what we asked the backend to generate */
+	int64_t prompt_tokens;
+	int64_t cached_tokens;
+	const char *cached_source; /* "usage", "timings", "metrics", "none" */
+	int64_t completion_tokens;
+	const char *completion_source; /* "usage" or "counted" */
+	double connect_ms, ttfb_ms, ttft_ms, decode_tps, prefill_tps;
+	double itl_p50_ms, itl_p90_ms, itl_p99_ms, e2e_ms;
+	int64_t mem_peak_bytes, mem_end_bytes;
+	int http_status;
+	const char *outcome;  /* failure taxonomy: ok, ctx_overflow, oom, crash, timeout, http_error, protocol_error, slo */
+	const char *evidence; /* log line / body excerpt, or NULL */
+	const char *flags;    /* comma-separated notes: usage_missing, max_tokens_ignored, stopped_early, ... */
+	const char *server_json; /* what the server reported (timings, usage), verbatim-ish */
+	const char *wall_time;   /* ISO-8601 when sent */
+};
+int store_request_add(struct store *s, int64_t config_id, const struct store_request *r, struct ar_err *err);
+
+int store_event_add(struct store *s, int64_t run_id, int64_t config_id, const char *kind, const char *detail,
+		    struct ar_err *err);
+
+/* The raw handle, for readers (reports) that run their own queries. */
+struct sqlite3 *store_db(struct store *s);
+
+#endif
