@@ -2,9 +2,9 @@
 
 #include "rng.h"
 
-/* 256 short, common words: each " word" is a single token in the BPE
+/* Short, common words: each " word" is a single token in the BPE
  * vocabularies agentreplay targets. */
-static const char *const words[256] = {
+static const char *const words[] = {
 	"the", "of", "and", "to", "in", "is", "it", "you", "that", "he", "was", "for", "on", "are", "as", "with",
 	"his", "they", "at", "be", "this", "have", "from", "or", "one", "had", "by", "word", "but", "not", "what",
 	"all", "were", "we", "when", "your", "can", "said", "there", "use", "an", "each", "which", "she", "do",
@@ -14,24 +14,26 @@ static const char *const words[256] = {
 	"its", "now", "find", "long", "down", "day", "did", "get", "come", "made", "may", "part", "over", "new",
 	"sound", "take", "only", "little", "work", "know", "place", "year", "live", "me", "back", "give", "most",
 	"very", "after", "thing", "our", "just", "name", "good", "man", "think", "say", "great", "where", "help",
-	"through", "much", "before", "line", "right", "too", "mean", "old", "any", "same", "tell", "boy", "follow",
+	"much", "before", "line", "right", "too", "mean", "old", "any", "same", "tell", "boy", "follow",
 	"came", "want", "show", "also", "around", "form", "three", "small", "set", "put", "end", "does", "another",
-	"well", "large", "must", "big", "even", "such", "because", "turn", "here", "why", "ask", "went", "men",
-	"read", "need", "land", "home", "us", "move", "try", "kind", "hand", "picture", "again", "change", "off",
+	"well", "large", "must", "big", "even", "such", "turn", "here", "why", "ask", "went", "men",
+	"read", "need", "land", "home", "us", "move", "try", "kind", "hand", "again", "change", "off",
 	"play", "spell", "air", "away", "animal", "house", "point", "page", "letter", "mother", "answer", "found",
-	"study", "still", "learn", "should", "world", "high", "every", "near", "add", "food", "between", "own",
-	"below", "country", "plant", "last", "school", "father", "keep", "tree", "never", "start", "city",
-	"earth", "eye", "light", "thought", "head", "under", "story", "saw", "left", "few", "while", "along",
-	"might", "close", "something", "seem", "next", "hard", "open", "example", "begin", "life", "always",
-	"those", "both", "paper", "together", "got", "group", "often", "run", "important", "until", "children",
+	"study", "still", "learn", "should", "world", "high", "every", "near", "add", "food", "own",
+	"below", "plant", "last", "school", "father", "keep", "tree", "never", "start", "city",
+	"earth", "eye", "light", "head", "under", "story", "saw", "left", "few", "while", "along",
+	"might", "close", "seem", "next", "hard", "open", "begin", "life", "always",
+	"those", "both", "paper", "got", "group", "often", "run", "until", "children",
 	"side", "feet", "car", "mile", "night", "walk", "white", "sea", "began", "grow", "took", "river", "four",
-	"carry", "state", "once", "book", "hear", "stop", "without", "second", "later",
+	"carry", "state", "once", "book", "hear", "stop", "second", "later",
 };
+
+#define NWORDS (sizeof words / sizeof words[0])
 
 static int emit(struct buf *out, struct rng *r, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++) {
-		if (buf_putc(out, ' ') < 0 || buf_puts(out, words[rng_next(r) & 255]) < 0)
+		if (buf_putc(out, ' ') < 0 || buf_puts(out, words[rng_below(r, NWORDS)]) < 0)
 			return -1;
 	}
 	return 0;
