@@ -59,5 +59,6 @@ int cli_finish(int rc);
 
 /* The subcommands. */
 extern const struct cli_cmd cmd_trace;
+extern const struct cli_cmd cmd_run;
 
 #endif

@@ -6,6 +6,7 @@
 #include "cli.h"
 
 static const struct cli_cmd *const commands[] = {
+	&cmd_run,
 	&cmd_trace,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -1,0 +1,267 @@
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "classify.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct rule {
+	char cls[24];
+	unsigned where; /* bit 1 body, 2 event, 4 log */
+	pcre2_code *re;
+};
+
+struct rules {
+	struct rule *v;
+	size_t n, cap;
+	pcre2_match_data *md;
+};
+
+const char *rules_default_dir(void)
+{
+	return AR_SOURCE_DIR "/replay/rules";
+}
+
+static const char *const classes[] = {"ok", "ctx_overflow", "oom", "crash", "timeout", "http_error",
+				      "protocol_error", "slo"};
+
+static const char *class_static(const char *name)
+{
+	for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
+		if (!strcmp(classes[i], name))
+			return classes[i];
+	return NULL;
+}
+
+void rules_free(struct rules *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		pcre2_code_free(r->v[i].re);
+	free(r->v);
+	pcre2_match_data_free(r->md);
+	free(r);
+}
+
+static int load_file(struct rules *r, const char *path, bool required, struct ar_err *err)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		if (!required && errno == ENOENT)
+			return 0;
+		return ar_err_set(err, AR_EIO, "cannot open rule file '%s': %s", path, strerror(errno));
+	}
+	char line[4096];
+	int lineno = 0, rc = 0;
+	while (fgets(line, sizeof line, f)) {
+		lineno++;
+		size_t len = strlen(line);
+		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		char *p = line;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p || *p == '#')
+			continue;
+		char cls[32], where[64];
+		int off = 0;
+		if (sscanf(p, "%31s %63s %n", cls, where, &off) != 2 || !p[off]) {
+			rc = ar_err_set(err, AR_EFORMAT, "%s:%d: expected 'CLASS WHERE PATTERN'", path, lineno);
+			break;
+		}
+		if (!class_static(cls) || !strcmp(cls, "ok")) {
+			rc = ar_err_set(err, AR_EFORMAT, "%s:%d: unknown class '%s'", path, lineno, cls);
+			break;
+		}
+		unsigned w = 0;
+		for (char *tok = strtok(where, ","); tok; tok = strtok(NULL, ",")) {
+			if (!strcmp(tok, "body"))
+				w |= 1;
+			else if (!strcmp(tok, "event"))
+				w |= 2;
+			else if (!strcmp(tok, "log"))
+				w |= 4;
+			else {
+				rc = ar_err_set(err, AR_EFORMAT, "%s:%d: unknown place '%s' (body, event or log)", path,
+						lineno, tok);
+				goto out;
+			}
+		}
+		int ec;
+		PCRE2_SIZE eo;
+		pcre2_code *re = pcre2_compile((PCRE2_SPTR)(p + off), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_NO_UTF_CHECK, &ec,
+					       &eo, NULL);
+		if (!re) {
+			PCRE2_UCHAR msg[256];
+			pcre2_get_error_message(ec, msg, sizeof msg);
+			rc = ar_err_set(err, AR_EFORMAT, "%s:%d: bad pattern at offset %zu: %s", path, lineno, (size_t)eo,
+					(const char *)msg);
+			break;
+		}
+		if (r->n == r->cap) {
+			size_t cap = r->cap ? r->cap * 2 : 16;
+			struct rule *v = realloc(r->v, cap * sizeof *v);
+			if (!v) {
+				pcre2_code_free(re);
+				rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+				break;
+			}
+			r->v = v;
+			r->cap = cap;
+		}
+		snprintf(r->v[r->n].cls, sizeof r->v[r->n].cls, "%s", cls);
+		r->v[r->n].where = w;
+		r->v[r->n].re = re;
+		r->n++;
+	}
+out:
+	fclose(f);
+	return rc;
+}
+
+int rules_load(struct rules **out, const char *dir, const char *family, struct ar_err *err)
+{
+	*out = NULL;
+	struct rules *r = calloc(1, sizeof *r);
+	if (!r)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	char path[4096];
+	if (family && *family) {
+		snprintf(path, sizeof path, "%s/%s.rules", dir, family);
+		if (load_file(r, path, false, err) < 0)
+			goto fail;
+	}
+	snprintf(path, sizeof path, "%s/generic.rules", dir);
+	if (load_file(r, path, true, err) < 0)
+		goto fail;
+	if (!(r->md = pcre2_match_data_create(4, NULL))) {
+		ar_err_set(err, AR_ENOMEM, "out of memory");
+		goto fail;
+	}
+	*out = r;
+	return 0;
+fail:
+	rules_free(r);
+	return -1;
+}
+
+static void excerpt(char *out, size_t size, const char *text, size_t n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n && k + 1 < size; i++) {
+		unsigned char c = (unsigned char)text[i];
+		out[k++] = (c == '\n' || c == '\r' || c == '\t') ? ' ' : (c < 0x20 ? '?' : (char)c);
+	}
+	out[k] = '\0';
+}
+
+const char *rules_match(const struct rules *r, const char *where, const char *text, size_t n, char *evidence,
+			size_t evidence_size)
+{
+	unsigned w = !strcmp(where, "body") ? 1 : !strcmp(where, "event") ? 2 : 4;
+	for (size_t i = 0; i < r->n; i++) {
+		if (!(r->v[i].where & w))
+			continue;
+		int rc = pcre2_match(r->v[i].re, (PCRE2_SPTR)text, n, 0, PCRE2_NO_UTF_CHECK, r->md, NULL);
+		if (rc < 0)
+			continue;
+		if (evidence) {
+			/* the line around the match */
+			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
+			size_t s = ov[0], e = ov[1];
+			while (s > 0 && text[s - 1] != '\n')
+				s--;
+			while (e < n && text[e] != '\n')
+				e++;
+			if (e - s > evidence_size - 1 && ov[0] > s + 40)
+				s = ov[0] - 40;
+			excerpt(evidence, evidence_size, text + s, e - s);
+		}
+		return class_static(r->v[i].cls);
+	}
+	return NULL;
+}
+
+void classify_request(const struct rules *r, const struct adapter *ad, const char *endpoint,
+		      const struct hx_result *res, const struct stream_acc *acc, const char *body, size_t body_len,
+		      bool stream_error, const char *stream_error_msg, struct outcome *out)
+{
+	out->cls = "ok";
+	out->evidence[0] = '\0';
+	char ex[400];
+	if (res->timed_out) {
+		out->cls = "timeout";
+		snprintf(out->evidence, sizeof out->evidence, "%s (%lld token events before it)", res->curl_error,
+			 (long long)acc->token_events);
+		return;
+	}
+	if (res->status == 0 && res->curl_code) {
+		/* nothing came back: refused, reset, or closed before any byte */
+		out->cls = "crash";
+		snprintf(out->evidence, sizeof out->evidence, "%s: %s", endpoint, res->curl_error);
+		return;
+	}
+	if (res->status >= 400) {
+		excerpt(ex, sizeof ex, body ? body : "", body_len);
+		const char *cls = body ? rules_match(r, "body", body, body_len, out->evidence, sizeof out->evidence) : NULL;
+		if (cls) {
+			out->cls = cls;
+			return;
+		}
+		out->cls = "http_error";
+		snprintf(out->evidence, sizeof out->evidence, "%s returned HTTP %ld%s%s: %s", endpoint, res->status,
+			 res->content_type[0] ? " " : "", res->content_type, ex[0] ? ex : "(empty body)");
+		return;
+	}
+	if (acc->error.len) {
+		const char *cls = rules_match(r, "event", acc->error.data, acc->error.len, out->evidence, sizeof out->evidence);
+		out->cls = cls ? cls : "http_error";
+		if (!cls)
+			excerpt(out->evidence, sizeof out->evidence, acc->error.data, acc->error.len);
+		return;
+	}
+	if (stream_error) {
+		out->cls = "protocol_error";
+		snprintf(out->evidence, sizeof out->evidence, "%s", stream_error_msg);
+		return;
+	}
+	bool want_sse = ad->wire == WIRE_SSE;
+	const char *ct = res->content_type;
+	bool ct_ok = want_sse ? !strncasecmp(ct, "text/event-stream", 17)
+			      : (!strncasecmp(ct, "application/x-ndjson", 20) || !strncasecmp(ct, "application/json", 16));
+	if (!ct_ok && acc->token_events == 0) {
+		excerpt(ex, sizeof ex, body ? body : "", body_len);
+		out->cls = "protocol_error";
+		snprintf(out->evidence, sizeof out->evidence, "%s: expected %s, got %s: %s", endpoint,
+			 want_sse ? "text/event-stream" : "application/x-ndjson", ct[0] ? ct : "no content type",
+			 ex[0] ? ex : "(empty body)");
+		return;
+	}
+	if (res->curl_code && !acc->done) {
+		/* the connection dropped mid-stream: the server died or reset it */
+		out->cls = "crash";
+		snprintf(out->evidence, sizeof out->evidence, "%s: connection lost after %lld token events: %s", endpoint,
+			 (long long)acc->token_events, res->curl_error);
+		return;
+	}
+	if (acc->bad_event) {
+		out->cls = "protocol_error";
+		snprintf(out->evidence, sizeof out->evidence, "%s", acc->bad_event_msg);
+		return;
+	}
+	if (!acc->done && !acc->finish_seen) {
+		out->cls = "protocol_error";
+		snprintf(out->evidence, sizeof out->evidence, "%s: the stream ended without its end marker after %lld token events",
+			 endpoint, (long long)acc->token_events);
+		return;
+	}
+	if (acc->token_events == 0 && acc->usage_completion != 0) {
+		out->cls = "protocol_error";
+		snprintf(out->evidence, sizeof out->evidence, "%s: the stream carried no generated token", endpoint);
+	}
+}

@@ -1,0 +1,801 @@
+#include "engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "adapter.h"
+#include "classify.h"
+#include "convo.h"
+#include "http.h"
+#include "jsonh.h"
+#include "ndjson.h"
+#include "prom.h"
+#include "rng.h"
+#include "sse.h"
+
+#define MAX_EVENT_BYTES (8u << 20)  /* one SSE event / NDJSON line */
+#define MAX_ERROR_BODY (256u << 10) /* kept of a non-stream response */
+
+/* ---- one request -------------------------------------------------------- */
+
+struct xreq {
+	const struct adapter *ad;
+	struct sse_parser *sse;
+	struct ndjson_parser *nd;
+	struct stream_acc acc;
+	struct buf body; /* a non-stream response (errors), cut at the ceiling */
+	bool streaming;  /* the response is the stream we asked for */
+	bool stream_error;
+	char stream_error_msg[256];
+	struct hx_result res;
+	bool done;
+	ar_ns t_chunk; /* arrival time of the chunk being parsed */
+};
+
+static int on_sse(void *ud, const struct sse_event *ev)
+{
+	struct xreq *x = ud;
+	if (ev->comment)
+		return 0; /* keep-alive pings never count as tokens */
+	x->ad->event(&x->acc, ev->event, ev->data, ev->data_len, x->t_chunk);
+	return 0;
+}
+
+static int on_line(void *ud, const char *line, size_t len)
+{
+	struct xreq *x = ud;
+	x->ad->event(&x->acc, "", line, len, x->t_chunk);
+	return 0;
+}
+
+static int on_status(void *ud, long status, ar_ns t)
+{
+	struct xreq *x = ud;
+	const char *ct = x->res.content_type;
+	(void)ct;
+	x->streaming = status >= 200 && status < 300;
+	return 0;
+}
+
+static int on_body(void *ud, const char *data, size_t n, ar_ns t)
+{
+	struct xreq *x = ud;
+	struct ar_err err = {0};
+	x->t_chunk = t;
+	if (!x->streaming) {
+		if (x->body.len < MAX_ERROR_BODY)
+			(void)buf_append(&x->body, data, n < MAX_ERROR_BODY - x->body.len ? n : MAX_ERROR_BODY - x->body.len);
+		return 0;
+	}
+	/* keep the first bytes too, as evidence when the stream turns out not to be one */
+	if (x->body.len < 4096)
+		(void)buf_append(&x->body, data, n < 4096 - x->body.len ? n : 4096 - x->body.len);
+	int rc = x->sse ? sse_parser_feed(x->sse, data, n, on_sse, x, &err)
+			: ndjson_parser_feed(x->nd, data, n, on_line, x, &err);
+	if (rc < 0) {
+		x->stream_error = true;
+		snprintf(x->stream_error_msg, sizeof x->stream_error_msg, "%s", err.msg);
+		return 1; /* stop reading: bounded memory whatever the server sends */
+	}
+	return 0;
+}
+
+static void on_done(void *ud, const struct hx_result *r)
+{
+	struct xreq *x = ud;
+	x->res = *r;
+	x->done = true;
+	if (!x->streaming || x->stream_error)
+		return;
+	struct ar_err err = {0};
+	bool cut = false;
+	int rc = x->sse ? sse_parser_finish(x->sse, on_sse, x, &cut, &err)
+			: ndjson_parser_finish(x->nd, on_line, x, &cut, &err);
+	if (rc < 0 && !x->stream_error) {
+		x->stream_error = true;
+		snprintf(x->stream_error_msg, sizeof x->stream_error_msg, "%s", err.msg);
+	}
+}
+
+static int xreq_init(struct xreq *x, const struct adapter *ad, struct ar_err *err)
+{
+	memset(x, 0, sizeof *x);
+	x->ad = ad;
+	stream_acc_init(&x->acc);
+	buf_init(&x->body, MAX_ERROR_BODY + 1);
+	if (ad->wire == WIRE_SSE)
+		x->sse = sse_parser_new(MAX_EVENT_BYTES);
+	else
+		x->nd = ndjson_parser_new(MAX_EVENT_BYTES);
+	if (!x->sse && !x->nd)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	return 0;
+}
+
+static void xreq_free(struct xreq *x)
+{
+	sse_parser_free(x->sse);
+	ndjson_parser_free(x->nd);
+	stream_acc_free(&x->acc);
+	buf_free(&x->body);
+}
+
+/* ---- the run ------------------------------------------------------------ */
+
+struct run {
+	const struct engine_cfg *cfg;
+	const struct adapter *ad;
+	struct rules *rules;
+	struct hx_loop *loop;
+	struct store *st;
+	int64_t run_id, config_id;
+	const struct engine_obs *obs;
+	struct engine_summary *sum;
+	char url[2048];      /* full endpoint URL */
+	char endpoint[256];  /* "POST /v1/chat/completions" */
+	char metrics_url[2048];
+	char base[2048];      /* base URL without a trailing slash */
+	bool metrics_ok;     /* /metrics answered with counters we know */
+	struct rng rng;
+	struct buf req_body;
+	bool stop;
+};
+
+static void note(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct run *r, const char *fmt, ...)
+{
+	if (!r->obs || !r->obs->on_note)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	r->obs->on_note(r->obs->ud, msg);
+}
+
+static void make_nonce(struct run *r, char *out, size_t n, const char *kind)
+{
+	snprintf(out, n, "[%s %016llx] ", kind, (unsigned long long)rng_next(&r->rng));
+}
+
+/* Cumulative cached-prompt-token counters of the servers that export them. */
+static bool metrics_cached(struct run *r, double *out)
+{
+	long status;
+	char *body = NULL;
+	size_t len;
+	struct ar_err err;
+	if (hx_fetch(r->metrics_url, NULL, 2000, 8u << 20, &status, &body, &len, &err) < 0 || status != 200) {
+		free(body);
+		return false;
+	}
+	struct prom_set *ps = NULL;
+	bool ok = false;
+	if (prom_parse(body, len, &ps, &err) == 0) {
+		static const char *const names[] = {"llamacpp:prompt_tokens_cached_total", "vllm:prefix_cache_hits_total",
+						    "vllm:prefix_cache_hits", "sglang:cached_tokens_total"};
+		for (size_t i = 0; i < sizeof names / sizeof names[0] && !ok; i++) {
+			double v = prom_sum(ps, names[i]);
+			if (!isnan(v)) {
+				*out = v;
+				ok = true;
+			}
+		}
+	}
+	prom_set_free(ps);
+	free(body);
+	return ok;
+}
+
+static int cmp_ns(const void *a, const void *b)
+{
+	ar_ns x = *(const ar_ns *)a, y = *(const ar_ns *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double pct(const ar_ns *v, size_t n, double p)
+{
+	if (!n)
+		return NAN;
+	size_t k = (size_t)ceil(p * (double)n) - 1;
+	if (k >= n)
+		k = n - 1;
+	return (double)v[k] / 1e6;
+}
+
+static void flag(char *flags, size_t n, const char *f)
+{
+	size_t len = strlen(flags);
+	snprintf(flags + len, n - len, "%s%s", len ? "," : "", f);
+}
+
+struct turn_req {
+	const char *trace;
+	const struct tr_session *ses;
+	int64_t turn, turns;
+	int repeat;
+	const char *cache;
+	int64_t context_tokens;
+	int64_t max_tokens;
+	const char *body;
+	size_t body_len;
+	bool warmup;
+};
+
+/* Sends one request, waits for it, measures, classifies, stores it. */
+static int do_request(struct run *r, const struct turn_req *t, struct xreq *x, struct engine_request *out,
+		      struct ar_err *err)
+{
+	const struct engine_cfg *cfg = r->cfg;
+	if (xreq_init(x, r->ad, err) < 0)
+		return -1;
+	double cached_before = 0;
+	bool use_metrics = r->metrics_ok && !t->warmup && metrics_cached(r, &cached_before);
+	static const char *const headers_sse[] = {"Content-Type: application/json", "Accept: text/event-stream", NULL};
+	static const char *const headers_json[] = {"Content-Type: application/json", NULL};
+	struct hx_opts o = {cfg->ttft_timeout, cfg->stall_timeout, 30 * AR_NS_PER_S};
+	struct hx_callbacks cb = {on_status, on_body, on_done};
+	char wall[32];
+	clock_wall_iso8601(wall, sizeof wall);
+	if (!hx_start(r->loop, r->url, r->ad->wire == WIRE_SSE ? headers_sse : headers_json, t->body, t->body_len, &o,
+		      &cb, x, err))
+		return -1;
+	while (!x->done)
+		if (hx_run(r->loop, 0, err) < 0)
+			return -1;
+
+	/* ---- measure ---- */
+	struct stream_acc *a = &x->acc;
+	struct hx_result *res = &x->res;
+	struct store_request *row = &out->row;
+	memset(out, 0, sizeof *out);
+	static char flags[256];
+	flags[0] = '\0';
+	ar_ns t0 = res->t_sent ? res->t_sent : res->t_start;
+	row->session = t->ses->id;
+	row->turn = t->turn;
+	row->repeat = t->repeat;
+	row->cache = t->cache;
+	row->wall_time = NULL;
+	row->context_tokens_est = t->context_tokens;
+	row->requested_tokens = t->max_tokens;
+	row->http_status = (int)res->status;
+	row->connect_ms = res->connect_ms;
+	row->ttfb_ms = res->t_first_byte ? clock_ms(res->t_first_byte - t0) : NAN;
+	row->ttft_ms = a->token_events ? clock_ms(a->t_first_token - t0) : NAN;
+	row->e2e_ms = clock_ms(res->t_done - t0);
+	row->prompt_tokens = a->usage_prompt;
+	row->cached_tokens = a->usage_cached;
+	row->cached_source = a->cached_source;
+	if (row->cached_tokens < 0 && use_metrics) {
+		double after;
+		if (metrics_cached(r, &after) && after >= cached_before) {
+			row->cached_tokens = (int64_t)(after - cached_before);
+			row->cached_source = "metrics";
+		}
+	}
+	if (!row->cached_source)
+		row->cached_source = "none";
+	if (a->usage_completion >= 0) {
+		row->completion_tokens = a->usage_completion;
+		row->completion_source = "usage";
+	} else {
+		row->completion_tokens = a->token_events;
+		row->completion_source = "counted";
+		if (a->token_events)
+			flag(flags, sizeof flags, "usage_missing");
+	}
+	row->decode_tps = NAN;
+	if (row->completion_tokens > 1 && a->t_last_token > a->t_first_token)
+		row->decode_tps = (double)(row->completion_tokens - 1) / ((double)(a->t_last_token - a->t_first_token) / 1e9);
+	row->prefill_tps = NAN;
+	if (row->prompt_tokens >= 0 && a->token_events && row->ttft_ms > 0)
+		row->prefill_tps = (double)(row->prompt_tokens - (row->cached_tokens > 0 ? row->cached_tokens : 0)) /
+				   (row->ttft_ms / 1e3);
+	row->itl_p50_ms = row->itl_p90_ms = row->itl_p99_ms = NAN;
+	if (a->n_times > 1) {
+		size_t n = a->n_times - 1;
+		ar_ns *gaps = malloc(n * sizeof *gaps);
+		if (gaps) {
+			for (size_t i = 0; i < n; i++)
+				gaps[i] = a->token_times[i + 1] - a->token_times[i];
+			qsort(gaps, n, sizeof *gaps, cmp_ns);
+			row->itl_p50_ms = pct(gaps, n, 0.50);
+			row->itl_p90_ms = pct(gaps, n, 0.90);
+			row->itl_p99_ms = pct(gaps, n, 0.99);
+			free(gaps);
+		}
+	}
+	row->mem_peak_bytes = row->mem_end_bytes = -1;
+
+	/* ---- classify ---- */
+	struct outcome oc;
+	classify_request(r->rules, r->ad, r->endpoint, res, a, x->body.data, x->body.len, x->stream_error,
+			 x->stream_error_msg, &oc);
+	if (!strcmp(oc.cls, "ok")) {
+		if (row->completion_tokens > t->max_tokens)
+			flag(flags, sizeof flags, "max_tokens_ignored");
+		else if (row->completion_tokens < t->max_tokens)
+			flag(flags, sizeof flags, "stopped_early");
+		if (cfg->slo_ttft_ms > 0 && row->ttft_ms > cfg->slo_ttft_ms) {
+			oc.cls = "slo";
+			snprintf(oc.evidence, sizeof oc.evidence, "TTFT %.0f ms is over the SLO of %.0f ms", row->ttft_ms,
+				 cfg->slo_ttft_ms);
+		} else if (cfg->slo_decode_tps > 0 && row->decode_tps < cfg->slo_decode_tps) {
+			oc.cls = "slo";
+			snprintf(oc.evidence, sizeof oc.evidence, "decode %.1f tok/s is under the SLO of %.1f tok/s",
+				 row->decode_tps, cfg->slo_decode_tps);
+		}
+	}
+	if (a->invalid_utf8)
+		flag(flags, sizeof flags, "invalid_utf8");
+	if (a->finish_seen && !a->done)
+		flag(flags, sizeof flags, "no_end_marker");
+	if (res->connect_ms > 0)
+		flag(flags, sizeof flags, "new_connection");
+	static char evidence[sizeof oc.evidence];
+	snprintf(evidence, sizeof evidence, "%s", oc.evidence);
+	row->outcome = oc.cls;
+	row->evidence = evidence[0] ? evidence : NULL;
+	row->flags = flags[0] ? flags : NULL;
+	static struct buf server = BUF_INIT;
+	buf_reset(&server);
+	if (a->server && jsonh_put(&server, a->server) == 0)
+		row->server_json = server.data;
+	else
+		row->server_json = NULL;
+	out->trace = t->trace;
+	out->session_turns = t->turns;
+	(void)wall;
+	if (t->warmup)
+		return 0;
+	if (store_request_add(r->st, r->config_id, row, err) < 0)
+		return -1;
+	r->sum->requests++;
+	if (strcmp(oc.cls, "ok"))
+		r->sum->failed++;
+	if (r->obs && r->obs->on_request)
+		r->obs->on_request(r->obs->ud, out);
+	return 0;
+}
+
+/* gen (optional) receives the generated text, for --history generated. */
+static int request(struct run *r, const struct turn_req *t, struct engine_request *out, struct buf *gen,
+		   struct ar_err *err)
+{
+	struct xreq x;
+	int rc = do_request(r, t, &x, out, err);
+	if (rc == 0 && gen) {
+		buf_reset(gen);
+		if (x.acc.text.len && buf_append(gen, x.acc.text.data, x.acc.text.len) < 0)
+			rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+	}
+	xreq_free(&x);
+	return rc;
+}
+
+static void progress(struct run *r, const struct turn_req *t)
+{
+	if (!r->obs || !r->obs->on_progress)
+		return;
+	struct engine_progress p = {t->repeat + 1, r->cfg->repeats, t->ses->id, t->turn, t->turns, t->context_tokens,
+				    t->cache, t->warmup};
+	r->obs->on_progress(r->obs->ud, &p);
+}
+
+static void failure_from(struct run *r, const struct engine_request *q)
+{
+	struct engine_failure *f = &r->sum->failure;
+	if (f->found || !strcmp(q->row.outcome, "ok"))
+		return;
+	f->found = true;
+	snprintf(f->session, sizeof f->session, "%s", q->row.session);
+	f->turn = q->row.turn;
+	f->context_tokens = q->row.prompt_tokens >= 0 ? q->row.prompt_tokens : q->row.context_tokens_est;
+	snprintf(f->cls, sizeof f->cls, "%s", q->row.outcome);
+	snprintf(f->evidence, sizeof f->evidence, "%s", q->row.evidence ? q->row.evidence : "");
+	f->mem_bytes = q->row.mem_peak_bytes;
+}
+
+static const int64_t cold_tiers[] = {32768, 65536, 131072};
+
+struct cold_item {
+	int64_t turn;
+	int64_t context_tokens;
+	int64_t max_tokens;
+	char *body_before; /* the body split at the nonce: before it */
+	char *body_after;
+};
+
+/* Counts a session's turns by reading ahead would need a second pass; the
+ * per-session turn counts were gathered during validation. */
+struct sess_info {
+	char *id;
+	int64_t turns;
+};
+
+struct trace_info {
+	struct sess_info *s;
+	size_t n, cap;
+};
+
+static int64_t turns_of(const struct trace_info *ti, const char *id)
+{
+	for (size_t i = 0; i < ti->n; i++)
+		if (!strcmp(ti->s[i].id, id))
+			return ti->s[i].turns;
+	return 0;
+}
+
+static void trace_info_free(struct trace_info *ti)
+{
+	for (size_t i = 0; i < ti->n; i++)
+		free(ti->s[i].id);
+	free(ti->s);
+}
+
+/* Validates a trace completely before anything is sent. */
+static int validate(struct run *r, const char *path, struct trace_info *ti, struct ar_err *err)
+{
+	struct trace_reader *rd = NULL;
+	if (trace_reader_open(&rd, path, &r->cfg->ropts, err) < 0)
+		return -1;
+	struct buf problems = BUF_INIT;
+	int nprob = 0, rc = 0;
+	for (;;) {
+		struct trace_item it;
+		struct trace_diag d;
+		int n = trace_reader_next(rd, &it, &d, err);
+		if (n == TRACE_EOF)
+			break;
+		if (n == TRACE_FATAL) {
+			rc = -1;
+			goto out;
+		}
+		if (n == TRACE_BAD) {
+			for (size_t k = 0; k < d.n; k++, nprob++)
+				if (nprob < 5)
+					buf_printf(&problems, "%s%s:%llu: %s%s%s", nprob ? "; " : "", path,
+						   (unsigned long long)trace_reader_line(rd), d.p[k].field,
+						   d.p[k].field[0] ? ": " : "", d.p[k].msg);
+			continue;
+		}
+		if (n != TRACE_ITEM)
+			continue;
+		if (it.kind == TRACE_ITEM_SESSION) {
+			if (ti->n == ti->cap) {
+				size_t cap = ti->cap ? ti->cap * 2 : 8;
+				struct sess_info *s = realloc(ti->s, cap * sizeof *s);
+				if (!s) {
+					trace_item_clear(&it);
+					rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+					goto out;
+				}
+				ti->s = s;
+				ti->cap = cap;
+			}
+			ti->s[ti->n].id = strdup(it.session->id);
+			ti->s[ti->n].turns = 0;
+			ti->n++;
+		} else if (ti->n) {
+			ti->s[ti->n - 1].turns++;
+		}
+		trace_item_clear(&it);
+	}
+	if (nprob)
+		rc = ar_err_set(err, AR_EFORMAT, "trace has %d problem%s (nothing was sent): %s%s", nprob,
+				nprob == 1 ? "" : "s", problems.data, nprob > 5 ? "; ..." : "");
+out:
+	buf_free(&problems);
+	trace_reader_close(rd);
+	return rc;
+}
+
+/* Replays one trace file once (one repeat). */
+static int replay_trace(struct run *r, const char *path, const struct trace_info *ti, int repeat, bool warmup_only,
+			int *warmups_left, struct ar_err *err)
+{
+	const struct engine_cfg *cfg = r->cfg;
+	struct trace_reader *rd = NULL;
+	struct tr_session *ses = NULL;
+	struct convo cv;
+	convo_init(&cv, false);
+	struct buf gen = BUF_INIT;
+	struct cold_item *cold = NULL;
+	size_t ncold = 0, capcold = 0;
+	int rc = 0;
+	char nonce[64];
+	int next_tier = 0;
+	bool session_stopped = false;
+	if (trace_reader_open(&rd, path, &cfg->ropts, err) < 0)
+		return -1;
+
+	for (;;) {
+		struct trace_item it;
+		struct trace_diag d;
+		int n = trace_reader_next(rd, &it, &d, err);
+		bool end_session = n == TRACE_EOF || (n == TRACE_ITEM && it.kind == TRACE_ITEM_SESSION);
+		if (n == TRACE_FATAL || n == TRACE_BAD) {
+			if (n == TRACE_BAD)
+				ar_err_set(err, AR_EFORMAT, "%s:%llu: the trace changed during the run", path,
+					   (unsigned long long)trace_reader_line(rd));
+			rc = -1;
+			goto out;
+		}
+		if (end_session && ses && !warmup_only) {
+			/* the cold pass of the session that just ended */
+			for (size_t k = 0; k < ncold && !r->stop; k++) {
+				char cn[64];
+				make_nonce(r, cn, sizeof cn, "cold");
+				buf_reset(&r->req_body);
+				if (buf_puts(&r->req_body, cold[k].body_before) < 0 || buf_puts(&r->req_body, cn) < 0 ||
+				    buf_puts(&r->req_body, cold[k].body_after) < 0) {
+					rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+					goto out;
+				}
+				struct turn_req t = {path, ses, cold[k].turn, turns_of(ti, ses->id), repeat, "cold",
+						     cold[k].context_tokens, cold[k].max_tokens, r->req_body.data,
+						     r->req_body.len, false};
+				progress(r, &t);
+				struct engine_request q;
+				if (request(r, &t, &q, NULL, err) < 0) {
+					rc = -1;
+					goto out;
+				}
+				failure_from(r, &q);
+				if (cfg->until_fail && r->sum->failure.found)
+					r->stop = true;
+				if (cfg->stop && *cfg->stop)
+					r->stop = true;
+			}
+		}
+		if (end_session) {
+			for (size_t k = 0; k < ncold; k++) {
+				free(cold[k].body_before);
+				free(cold[k].body_after);
+			}
+			ncold = 0;
+		}
+		if (n == TRACE_EOF || r->stop)
+			break;
+		if (n != TRACE_ITEM)
+			continue;
+		if (it.kind == TRACE_ITEM_SESSION) {
+			tr_session_free(ses);
+			ses = it.session;
+			it.session = NULL;
+			convo_reset(&cv, ses);
+			make_nonce(r, nonce, sizeof nonce, warmup_only ? "warmup" : "run");
+			next_tier = 0;
+			session_stopped = false;
+			trace_item_clear(&it);
+			continue;
+		}
+		struct tr_turn *turn = it.turn;
+		if (session_stopped || (warmup_only && *warmups_left <= 0)) {
+			trace_item_clear(&it);
+			if (warmup_only)
+				break;
+			continue;
+		}
+		if (convo_step(&cv, turn, err) < 0) {
+			trace_item_clear(&it);
+			rc = -1;
+			goto out;
+		}
+		int64_t ctx = convo_tokens(&cv);
+		int64_t max_tokens = tr_response_output_tokens(turn->response);
+		if (warmup_only && max_tokens > 16)
+			max_tokens = 16;
+		struct req_ctx rq = {ses, &cv, nonce, cfg->model, max_tokens, cfg->num_ctx, cfg->plain, false, r->base};
+		buf_reset(&r->req_body);
+		if (r->ad->build(r->ad, &rq, &r->req_body, err) < 0) {
+			trace_item_clear(&it);
+			rc = -1;
+			goto out;
+		}
+		if (cfg->extra_json && *cfg->extra_json && r->req_body.len && r->req_body.data[r->req_body.len - 1] == '}') {
+			r->req_body.len--;
+			if (buf_putc(&r->req_body, ',') < 0 || buf_puts(&r->req_body, cfg->extra_json) < 0 ||
+			    buf_putc(&r->req_body, '}') < 0) {
+				trace_item_clear(&it);
+				rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+				goto out;
+			}
+		}
+		struct turn_req t = {path, ses, turn->i, turns_of(ti, ses->id), repeat, "warm", ctx, max_tokens,
+				     r->req_body.data, r->req_body.len, warmup_only};
+		/* is this turn one of the cold pass? */
+		bool want_cold = false;
+		if (!warmup_only && cfg->cold == COLD_EVERY)
+			want_cold = true;
+		else if (!warmup_only && cfg->cold == COLD_TIERS) {
+			if (turn->i == 0)
+				want_cold = true;
+			while (next_tier < 3 && ctx >= cold_tiers[next_tier]) {
+				want_cold = true;
+				next_tier++;
+			}
+		}
+		if (want_cold) {
+			const char *at = strstr(r->req_body.data, nonce);
+			if (at) {
+				if (ncold == capcold) {
+					size_t cap = capcold ? capcold * 2 : 8;
+					struct cold_item *c2 = realloc(cold, cap * sizeof *c2);
+					if (!c2) {
+						trace_item_clear(&it);
+						rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+						goto out;
+					}
+					cold = c2;
+					capcold = cap;
+				}
+				struct cold_item *c = &cold[ncold];
+				c->turn = turn->i;
+				c->context_tokens = ctx;
+				c->max_tokens = max_tokens;
+				c->body_before = strndup(r->req_body.data, (size_t)(at - r->req_body.data));
+				c->body_after = strdup(at + strlen(nonce));
+				if (c->body_before && c->body_after)
+					ncold++;
+				else {
+					free(c->body_before);
+					free(c->body_after);
+				}
+			}
+		}
+		progress(r, &t);
+		struct engine_request q;
+		if (request(r, &t, &q, cfg->history_generated ? &gen : NULL, err) < 0) {
+			trace_item_clear(&it);
+			rc = -1;
+			goto out;
+		}
+		if (warmup_only) {
+			(*warmups_left)--;
+			if (strcmp(q.row.outcome, "ok"))
+				note(r, "warmup request (%s turn %lld) failed: %s: %s", ses->id, (long long)turn->i,
+				     q.row.outcome, q.row.evidence ? q.row.evidence : "");
+			if (!strcmp(q.row.outcome, "http_error") || !strcmp(q.row.outcome, "protocol_error") ||
+			    !strcmp(q.row.outcome, "crash")) {
+				rc = ar_err_set(err, !strcmp(q.row.outcome, "crash") ? AR_ENET : AR_EBACKEND,
+						"the backend does not answer as the %s API should: %s", r->ad->name,
+						q.row.evidence ? q.row.evidence : q.row.outcome);
+				trace_item_clear(&it);
+				goto out;
+			}
+		} else {
+			failure_from(r, &q);
+			if (strcmp(q.row.outcome, "ok") && cfg->until_fail)
+				r->stop = true;
+			/* --history generated: the backend's own text goes into the history */
+			if (cfg->history_generated && !strcmp(q.row.outcome, "ok") &&
+			    convo_set_generated(&cv, gen.data ? gen.data : "", gen.len) < 0) {
+				trace_item_clear(&it);
+				rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+				goto out;
+			}
+		}
+		trace_item_clear(&it);
+		if (cfg->stop && *cfg->stop) {
+			r->stop = true;
+			r->sum->interrupted = true;
+		}
+	}
+out:
+	for (size_t k = 0; k < ncold; k++) {
+		free(cold[k].body_before);
+		free(cold[k].body_after);
+	}
+	free(cold);
+	buf_free(&gen);
+	convo_free(&cv);
+	tr_session_free(ses);
+	trace_reader_close(rd);
+	return rc;
+}
+
+/* Any HTTP answer means something is listening; a server still loading its
+ * model (503, as llama-server and vLLM answer /health then) is waited for,
+ * with backoff, up to two minutes. */
+static bool reachable(struct run *r, struct ar_err *err)
+{
+	char probe[2100];
+	snprintf(probe, sizeof probe, "%s%s", r->cfg->url,
+		 !strcmp(r->ad->name, "ollama") ? "/api/version" : r->ad->llama_extras ? "/health" : "/v1/models");
+	ar_ns deadline = clock_now() + 120 * AR_NS_PER_S;
+	long wait_ms = 100;
+	bool told = false;
+	for (;;) {
+		long status;
+		char *body = NULL;
+		size_t len;
+		int rc = hx_fetch(probe, NULL, 10000, 1u << 20, &status, &body, &len, err);
+		free(body);
+		if (rc < 0) {
+			ar_err_set(err, AR_ENET, "backend %s is unreachable: %s", r->cfg->url, err->msg);
+			return false;
+		}
+		if (status != 503)
+			return true;
+		if (clock_now() > deadline) {
+			ar_err_set(err, AR_EBACKEND, "backend %s still answers 503 (loading) after 120 s", probe);
+			return false;
+		}
+		if (!told) {
+			note(r, "%s answers 503 (still loading?); waiting for it", probe);
+			told = true;
+		}
+		struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+		if (wait_ms < 2000)
+			wait_ms *= 2;
+	}
+}
+
+int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, int64_t config_id,
+	       const struct engine_obs *obs, struct engine_summary *sum, struct ar_err *err)
+{
+	struct run r;
+	memset(&r, 0, sizeof r);
+	memset(sum, 0, sizeof *sum);
+	sum->failure.mem_bytes = -1;
+	r.cfg = cfg;
+	r.st = st;
+	r.run_id = run_id;
+	r.config_id = config_id;
+	r.obs = obs;
+	r.sum = sum;
+	buf_init(&r.req_body, 0);
+	struct trace_info *tis = calloc(cfg->n_traces ? cfg->n_traces : 1, sizeof *tis);
+	int rc = -1;
+	if (!tis)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	if (!(r.ad = adapter_find(cfg->backend))) {
+		ar_err_set(err, AR_EINVAL, "unknown backend '%s' (known: %s)", cfg->backend, adapter_names());
+		goto out;
+	}
+	for (size_t i = 0; i < cfg->n_traces; i++)
+		if (validate(&r, cfg->traces[i], &tis[i], err) < 0)
+			goto out;
+	if (rules_load(&r.rules, cfg->rules_dir ? cfg->rules_dir : rules_default_dir(), r.ad->family, err) < 0)
+		goto out;
+	if (hx_loop_new(&r.loop, err) < 0)
+		goto out;
+	size_t ul = strlen(cfg->url);
+	while (ul && cfg->url[ul - 1] == '/')
+		ul--;
+	snprintf(r.url, sizeof r.url, "%.*s%s", (int)ul, cfg->url, r.ad->path);
+	snprintf(r.base, sizeof r.base, "%.*s", (int)ul, cfg->url);
+	snprintf(r.endpoint, sizeof r.endpoint, "POST %s", r.ad->path);
+	snprintf(r.metrics_url, sizeof r.metrics_url, "%.*s/metrics", (int)ul, cfg->url);
+	rng_seed(&r.rng, (uint64_t)clock_now() ^ (uint64_t)config_id << 32);
+	if (!reachable(&r, err))
+		goto out;
+	double probe;
+	r.metrics_ok = metrics_cached(&r, &probe);
+
+	int warmups = cfg->warmup;
+	for (size_t i = 0; i < cfg->n_traces && warmups > 0 && !r.stop; i++)
+		if (replay_trace(&r, cfg->traces[i], &tis[i], 0, true, &warmups, err) < 0)
+			goto out;
+	for (int rep = 0; rep < cfg->repeats && !r.stop; rep++)
+		for (size_t i = 0; i < cfg->n_traces && !r.stop; i++)
+			if (replay_trace(&r, cfg->traces[i], &tis[i], rep, false, &warmups, err) < 0)
+				goto out;
+	rc = 0;
+out:
+	for (size_t i = 0; i < cfg->n_traces; i++)
+		trace_info_free(&tis[i]);
+	free(tis);
+	rules_free(r.rules);
+	hx_loop_free(r.loop);
+	buf_free(&r.req_body);
+	return rc;
+}

@@ -1,0 +1,103 @@
+/* engine: turn-by-turn replay of traces against one backend configuration.
+ *
+ * Protocol (DESIGN.md sections 4 and 9): validate every trace first (nothing
+ * is sent for a trace with problems); check the backend answers; send
+ * `warmup` requests (not stored); then `repeats` full replays, each with its
+ * own nonce at the very start of the prompt so no repeat inherits another's
+ * cache. The warm pass is the natural replay (each turn's prefix was cached
+ * by the previous turn); after a session's warm pass, the cold pass re-sends
+ * the selected turns' full prompts with fresh nonces (--cold tiers: the
+ * first turn and the turns that first cross 32k/64k/128k; every; none), so it
+ * never disturbs the warm pass's cache.
+ *
+ * Every finished request is measured (section 4), classified (section 5),
+ * committed to the store before the next one starts, and handed to the
+ * observer. replay/ never formats human text: the CLI renders what the
+ * observer receives.
+ */
+#ifndef AR_ENGINE_H
+#define AR_ENGINE_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "err.h"
+#include "store.h"
+#include "trace_io.h"
+
+enum cold_mode { COLD_TIERS, COLD_EVERY, COLD_NONE };
+
+struct engine_cfg {
+	const char *backend; /* adapter name: openai, llama-server, ollama, anthropic */
+	const char *url;     /* base URL, e.g. http://127.0.0.1:8080 */
+	const char *model;
+	const char *const *traces;
+	size_t n_traces;
+	int repeats;
+	int warmup;
+	enum cold_mode cold;
+	bool history_generated;
+	bool until_fail;
+	double slo_ttft_ms;    /* 0 = none */
+	double slo_decode_tps; /* 0 = none */
+	ar_ns ttft_timeout;
+	ar_ns stall_timeout;
+	bool plain;      /* no ignore_eos/min_tokens */
+	int64_t num_ctx; /* ollama */
+	const char *rules_dir;
+	const char *extra_json; /* members merged into every request body: a JSON object's inside, e.g. "\"grammar\":\"...\"" */
+	struct trace_reader_opts ropts;
+	volatile sig_atomic_t *stop; /* set by a signal handler: finish the row in flight, then stop */
+};
+
+/* One measured request, as stored. */
+struct engine_request {
+	struct store_request row;
+	int64_t session_turns; /* turns in this request's session */
+	const char *trace;     /* file */
+};
+
+struct engine_progress {
+	int repeat, repeats;
+	const char *session;
+	int64_t turn, turns;
+	int64_t context_tokens;
+	const char *cache;
+	bool warmup;
+};
+
+struct engine_obs {
+	void *ud;
+	void (*on_request)(void *ud, const struct engine_request *r);
+	void (*on_progress)(void *ud, const struct engine_progress *p);
+	void (*on_note)(void *ud, const char *msg); /* warnings for the user */
+};
+
+struct engine_failure {
+	bool found;
+	char session[128];
+	int64_t turn;
+	int64_t context_tokens;
+	char cls[24];
+	char evidence[600];
+	int64_t mem_bytes; /* -1 when unknown */
+};
+
+struct engine_summary {
+	int64_t requests;
+	int64_t failed; /* requests whose outcome is not ok */
+	bool interrupted;
+	struct engine_failure failure;
+};
+
+/* Runs the configuration. Returns 0 when the replay ran (whatever the
+ * backend did: failures are results), -1 with err set otherwise:
+ * AR_EFORMAT for a trace with problems (nothing sent), AR_ENET when the
+ * backend cannot be reached, AR_EBACKEND when it answers but not as the API
+ * should (wrong endpoint, HTML), AR_EIO for the store. */
+int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, int64_t config_id,
+	       const struct engine_obs *obs, struct engine_summary *sum, struct ar_err *err);
+
+#endif

@@ -1,0 +1,388 @@
+#include "http.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+
+struct hx_xfer {
+	struct hx_loop *loop;
+	CURL *easy;
+	struct curl_slist *headers;
+	char *body;
+	struct hx_callbacks cb;
+	void *ud;
+	struct hx_opts opts;
+	struct hx_result res;
+	ar_ns t_last_data;
+	bool got_body;
+	bool got_status;
+	bool abort_requested;
+	struct hx_xfer *next, *prev;
+};
+
+struct hx_loop {
+	CURLM *multi;
+	struct hx_xfer *xfers; /* running */
+	int running;
+};
+
+static int global_inited;
+
+int hx_loop_new(struct hx_loop **out, struct ar_err *err)
+{
+	*out = NULL;
+	if (!global_inited) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			return ar_err_set(err, AR_EINTERNAL, "libcurl failed to initialise");
+		global_inited = 1;
+	}
+	struct hx_loop *l = calloc(1, sizeof *l);
+	if (!l || !(l->multi = curl_multi_init())) {
+		free(l);
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	}
+	/* keep-alive pool big enough for many concurrent sessions */
+	curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, 4096L);
+	*out = l;
+	return 0;
+}
+
+static void xfer_free(struct hx_xfer *x)
+{
+	if (!x)
+		return;
+	if (x->easy) {
+		curl_multi_remove_handle(x->loop->multi, x->easy);
+		curl_easy_cleanup(x->easy);
+	}
+	curl_slist_free_all(x->headers);
+	free(x->body);
+	free(x);
+}
+
+static void unlink_xfer(struct hx_loop *l, struct hx_xfer *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		l->xfers = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	x->next = x->prev = NULL;
+	l->running--;
+}
+
+void hx_loop_free(struct hx_loop *l)
+{
+	if (!l)
+		return;
+	while (l->xfers) {
+		struct hx_xfer *x = l->xfers;
+		unlink_xfer(l, x);
+		xfer_free(x);
+	}
+	curl_multi_cleanup(l->multi);
+	free(l);
+}
+
+int hx_running(const struct hx_loop *l) { return l->running; }
+
+static int prereq_cb(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+		     int conn_local_port)
+{
+	struct hx_xfer *x = ud;
+	x->res.t_sent = clock_now();
+	return CURL_PREREQFUNC_OK;
+}
+
+static size_t header_cb(char *data, size_t size, size_t n, void *ud)
+{
+	struct hx_xfer *x = ud;
+	size_t len = size * n;
+	ar_ns t = clock_now();
+	if (!x->res.t_first_byte)
+		x->res.t_first_byte = t;
+	/* status lines reset the state: a 100 Continue or a redirect comes first */
+	if (len > 5 && !strncmp(data, "HTTP/", 5)) {
+		const char *sp = memchr(data, ' ', len);
+		x->res.status = sp ? strtol(sp + 1, NULL, 10) : 0;
+		x->res.content_type[0] = '\0';
+		x->got_status = false;
+	} else if (len > 13 && !strncasecmp(data, "content-type:", 13)) {
+		size_t i = 13;
+		while (i < len && (data[i] == ' ' || data[i] == '\t'))
+			i++;
+		size_t m = len - i;
+		while (m && (data[i + m - 1] == '\r' || data[i + m - 1] == '\n'))
+			m--;
+		if (m >= sizeof x->res.content_type)
+			m = sizeof x->res.content_type - 1;
+		memcpy(x->res.content_type, data + i, m);
+		x->res.content_type[m] = '\0';
+	} else if (len <= 2 && x->res.status >= 200 && !x->got_status) {
+		/* end of the final header block */
+		x->got_status = true;
+		if (x->cb.on_status && x->cb.on_status(x->ud, x->res.status, t)) {
+			x->abort_requested = true;
+			return 0;
+		}
+	}
+	return len;
+}
+
+static size_t write_cb(char *data, size_t size, size_t n, void *ud)
+{
+	struct hx_xfer *x = ud;
+	size_t len = size * n;
+	ar_ns t = clock_now(); /* first: the arrival time of these bytes */
+	x->t_last_data = t;
+	x->got_body = true;
+	if (x->cb.on_body && x->cb.on_body(x->ud, data, len, t)) {
+		x->abort_requested = true;
+		return 0; /* makes curl stop with CURLE_WRITE_ERROR */
+	}
+	return len;
+}
+
+struct hx_xfer *hx_start(struct hx_loop *l, const char *url, const char *const *headers, const char *body,
+			 size_t body_len, const struct hx_opts *o, const struct hx_callbacks *cb, void *ud,
+			 struct ar_err *err)
+{
+	struct hx_xfer *x = calloc(1, sizeof *x);
+	if (!x) {
+		ar_err_set(err, AR_ENOMEM, "out of memory");
+		return NULL;
+	}
+	x->loop = l;
+	x->cb = *cb;
+	x->ud = ud;
+	if (o)
+		x->opts = *o;
+	if (!(x->easy = curl_easy_init()))
+		goto oom;
+	for (const char *const *h = headers; h && *h; h++) {
+		struct curl_slist *nl = curl_slist_append(x->headers, *h);
+		if (!nl)
+			goto oom;
+		x->headers = nl;
+	}
+	/* no "Expect: 100-continue" round trip inside our TTFT */
+	struct curl_slist *nl = curl_slist_append(x->headers, "Expect:");
+	if (!nl)
+		goto oom;
+	x->headers = nl;
+	CURL *e = x->easy;
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
+	curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+	/* never let curl decode or buffer: we want bytes as they arrive */
+	curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 65536L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "agentreplay/" AR_VERSION);
+	if (x->opts.connect_timeout_ns > 0)
+		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(x->opts.connect_timeout_ns / AR_NS_PER_MS));
+	if (body) {
+		if (!(x->body = malloc(body_len ? body_len : 1)))
+			goto oom;
+		memcpy(x->body, body, body_len);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+	}
+	x->res.t_start = clock_now();
+	CURLMcode mc = curl_multi_add_handle(l->multi, e);
+	if (mc != CURLM_OK) {
+		ar_err_set(err, AR_EINTERNAL, "cannot start a request to %s: %s", url, curl_multi_strerror(mc));
+		xfer_free(x);
+		return NULL;
+	}
+	x->next = l->xfers;
+	if (l->xfers)
+		l->xfers->prev = x;
+	l->xfers = x;
+	l->running++;
+	return x;
+oom:
+	xfer_free(x);
+	ar_err_set(err, AR_ENOMEM, "out of memory");
+	return NULL;
+}
+
+static void finish(struct hx_loop *l, struct hx_xfer *x, CURLcode code)
+{
+	struct hx_result *r = &x->res;
+	r->t_done = clock_now();
+	r->curl_code = (int)code;
+	if (code != CURLE_OK && !r->curl_error[0])
+		snprintf(r->curl_error, sizeof r->curl_error, "%s", curl_easy_strerror(code));
+	if (x->abort_requested && !r->timed_out)
+		r->aborted = true;
+	curl_off_t connect_us = 0, num = 0;
+	curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+	curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &num);
+	r->reused = num == 0;
+	r->connect_ms = r->reused ? 0 : (double)connect_us / 1000.0;
+	long status = 0;
+	if (curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status)
+		r->status = status;
+	unlink_xfer(l, x);
+	if (x->cb.on_done)
+		x->cb.on_done(x->ud, r);
+	xfer_free(x);
+}
+
+static void drain(struct hx_loop *l)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(l->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct hx_xfer *x = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		if (x)
+			finish(l, x, m->data.result);
+	}
+}
+
+/* Aborts transfers past their deadlines; returns the nearest deadline. */
+static ar_ns check_deadlines(struct hx_loop *l, ar_ns now)
+{
+	ar_ns next = 0;
+	struct hx_xfer *x = l->xfers;
+	while (x) {
+		struct hx_xfer *nx = x->next;
+		ar_ns dl = 0;
+		bool first = false;
+		if (!x->got_body && x->opts.first_timeout_ns > 0) {
+			ar_ns base = x->res.t_sent ? x->res.t_sent : x->res.t_start;
+			dl = base + x->opts.first_timeout_ns;
+			first = true;
+		} else if (x->got_body && x->opts.stall_timeout_ns > 0) {
+			dl = x->t_last_data + x->opts.stall_timeout_ns;
+		}
+		if (dl && now >= dl) {
+			x->res.timed_out = true;
+			x->res.timed_out_first = first;
+			snprintf(x->res.curl_error, sizeof x->res.curl_error, "%s",
+				 first ? "no first token before the TTFT timeout" : "stream stalled past the stall timeout");
+			finish(l, x, CURLE_OPERATION_TIMEDOUT);
+		} else if (dl && (!next || dl < next)) {
+			next = dl;
+		}
+		x = nx;
+	}
+	return next;
+}
+
+int hx_run(struct hx_loop *l, ar_ns until, struct ar_err *err)
+{
+	for (;;) {
+		int still = 0;
+		CURLMcode mc = curl_multi_perform(l->multi, &still);
+		if (mc != CURLM_OK)
+			return ar_err_set(err, AR_EINTERNAL, "libcurl: %s", curl_multi_strerror(mc));
+		drain(l);
+		ar_ns now = clock_now();
+		ar_ns next = check_deadlines(l, now);
+		if (!l->running)
+			return 0;
+		if (until && now >= until)
+			return l->running;
+		ar_ns wait = 1000 * AR_NS_PER_MS;
+		if (until && until - now < wait)
+			wait = until - now;
+		if (next && next - now < wait)
+			wait = next - now;
+		int ms = (int)((wait + AR_NS_PER_MS - 1) / AR_NS_PER_MS);
+		if (ms < 0)
+			ms = 0;
+		mc = curl_multi_poll(l->multi, NULL, 0, ms, NULL);
+		if (mc != CURLM_OK)
+			return ar_err_set(err, AR_EINTERNAL, "libcurl: %s", curl_multi_strerror(mc));
+	}
+}
+
+void hx_abort_all(struct hx_loop *l)
+{
+	while (l->xfers) {
+		struct hx_xfer *x = l->xfers;
+		x->abort_requested = true;
+		snprintf(x->res.curl_error, sizeof x->res.curl_error, "%s", "aborted");
+		finish(l, x, CURLE_ABORTED_BY_CALLBACK);
+	}
+}
+
+/* ---- small blocking requests ------------------------------------------- */
+
+struct fetch_ctx {
+	struct buf b;
+	bool too_big;
+};
+
+static size_t fetch_write(char *data, size_t size, size_t n, void *ud)
+{
+	struct fetch_ctx *c = ud;
+	if (buf_append(&c->b, data, size * n) < 0) {
+		c->too_big = true;
+		return 0;
+	}
+	return size * n;
+}
+
+int hx_fetch(const char *url, const char *post_body, long timeout_ms, size_t max_bytes, long *status,
+	     char **body, size_t *body_len, struct ar_err *err)
+{
+	*status = 0;
+	*body = NULL;
+	*body_len = 0;
+	if (!global_inited) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		global_inited = 1;
+	}
+	CURL *e = curl_easy_init();
+	if (!e)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	struct fetch_ctx c;
+	buf_init(&c.b, max_bytes);
+	c.too_big = false;
+	struct curl_slist *h = NULL;
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, fetch_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &c);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "agentreplay/" AR_VERSION);
+	if (post_body) {
+		h = curl_slist_append(NULL, "Content-Type: application/json");
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, post_body);
+	}
+	CURLcode rc = curl_easy_perform(e);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+	int ret = 0;
+	if (c.too_big)
+		ret = ar_err_set(err, AR_ELIMIT, "%s: response larger than %zu bytes", url, max_bytes);
+	else if (rc != CURLE_OK)
+		ret = ar_err_set(err, AR_ENET, "%s: %s", url, curl_easy_strerror(rc));
+	curl_slist_free_all(h);
+	curl_easy_cleanup(e);
+	if (ret == 0) {
+		*body_len = c.b.len;
+		*body = buf_detach(&c.b);
+	}
+	buf_free(&c.b);
+	return ret;
+}
