@@ -1,26 +1,17 @@
 #include "tokest.h"
 
 #include <math.h>
+#include <stdbool.h>
 
 /* Fitted weights (tokens per feature unit); see tokest.h. */
 static const double weights[TOKEST_NFEATURES] = {
-	[TOKEST_WORD] = 1.00,
-	[TOKEST_WORD_LONG] = 0.22,
-	[TOKEST_CASE_SPLIT] = 0.60,
-	[TOKEST_DIGIT_RUN] = 0.60,
-	[TOKEST_DIGIT] = 0.45,
-	[TOKEST_PUNCT_RUN] = 0.95,
-	[TOKEST_PUNCT] = 0.45,
-	[TOKEST_NEWLINE_RUN] = 0.90,
-	[TOKEST_SPACE_RUN] = 0.70,
-	[TOKEST_MB2] = 0.60,
-	[TOKEST_MB3] = 1.00,
-	[TOKEST_MB4] = 2.00,
+	[TOKEST_W1] = 1.10, [TOKEST_W2] = 0.80, [TOKEST_W3] = 1.75, [TOKEST_W_MARK] = 0.87,
+	[TOKEST_CASE_SPLIT] = 0.45, [TOKEST_DIGIT] = 1.00, [TOKEST_PUNCT_RUN] = 1.02, [TOKEST_SPACE_RUN] = 1.21,
+	[TOKEST_MB2] = 1.00, [TOKEST_MB3] = 1.00, [TOKEST_MB4] = 2.00,
 };
 
 static const char *const names[TOKEST_NFEATURES] = {
-	"word", "word_long", "case_split", "digit_run", "digit", "punct_run", "punct",
-	"newline_run", "space_run", "mb2", "mb3", "mb4",
+	"w1", "w2", "w3", "w_mark", "case_split", "digit", "punct_run", "space_run", "mb2", "mb3", "mb4",
 };
 
 const char *tokest_feature_name(enum tokest_feature f)
@@ -51,54 +42,56 @@ void tokest_features(const char *str, size_t n, double *out)
 	for (int k = 0; k < TOKEST_NFEATURES; k++)
 		out[k] = 0;
 	size_t i = 0;
+	bool joined = false;      /* a single mark before this letter run joined it */
 	while (i < n) {
 		enum cls c = classify(s[i]);
 		size_t j = i + 1;
 		switch (c) {
 		case C_LETTER: {
-			/* a letter run; its leading space/mark was counted with it (see below) */
 			size_t len = 1;
 			double splits = 0;
 			while (j < n && classify(s[j]) == C_LETTER) {
-				if ((s[j] >= 'A' && s[j] <= 'Z') && (s[j - 1] >= 'a' && s[j - 1] <= 'z'))
+				if (s[j] >= 'A' && s[j] <= 'Z' && s[j - 1] >= 'a' && s[j - 1] <= 'z')
 					splits++;
 				j++;
 				len++;
 			}
-			out[TOKEST_WORD]++;
-			if (len > 6)
-				out[TOKEST_WORD_LONG] += (double)(len - 6);
+			out[len <= 3 ? TOKEST_W1 : len <= 7 ? TOKEST_W2 : TOKEST_W3]++;
+			if (joined)
+				out[TOKEST_W_MARK]++;
 			out[TOKEST_CASE_SPLIT] += splits;
 			break;
 		}
 		case C_DIGIT:
 			while (j < n && classify(s[j]) == C_DIGIT)
 				j++;
-			out[TOKEST_DIGIT_RUN]++;
-			out[TOKEST_DIGIT] += (double)(j - i);
+			out[TOKEST_DIGIT] += sqrt((double)((j - i + 2) / 3) * (double)(j - i));
 			break;
 		case C_PUNCT:
 			while (j < n && classify(s[j]) == C_PUNCT)
 				j++;
-			/* a single space or mark directly before a word joins that word's piece */
-			if (j - i == 1 && j < n && classify(s[j]) == C_LETTER && s[i] != '\\')
-				break;
+			/* a single mark directly before a word joins that word's piece */
+			if (j - i == 1 && j < n && classify(s[j]) == C_LETTER) {
+				joined = true;
+				i = j;
+				continue;
+			}
 			out[TOKEST_PUNCT_RUN]++;
-			out[TOKEST_PUNCT] += (double)(j - i - 1);
 			break;
 		case C_SPACE:
 			while (j < n && classify(s[j]) == C_SPACE)
 				j++;
-			if (j - i == 1) {
-				/* one blank: joins the next piece (" word", " ("), or before a line end is free */
+			/* one blank joins the next piece; blanks before a line end join it */
+			if (j - i == 1 || (j < n && classify(s[j]) == C_NL))
 				break;
-			}
 			out[TOKEST_SPACE_RUN]++;
 			break;
 		case C_NL:
-			while (j < n && (classify(s[j]) == C_NL))
+			while (j < n && classify(s[j]) == C_NL)
 				j++;
-			out[TOKEST_NEWLINE_RUN]++;
+			/* line ends cost nothing of their own in the fit: after punctuation
+			 * they join it (");\n" is one piece), before indentation they join
+			 * the blank run */
 			break;
 		case C_MB: {
 			unsigned char b = s[i];
@@ -113,6 +106,7 @@ void tokest_features(const char *str, size_t n, double *out)
 			break;
 		}
 		}
+		joined = false;
 		i = j;
 	}
 }

@@ -21,18 +21,18 @@
 #include <stdint.h>
 
 enum tokest_feature {
-	TOKEST_WORD,         /* letter runs (with their leading space or mark) */
-	TOKEST_WORD_LONG,    /* letters beyond the 6th in a letter run */
-	TOKEST_CASE_SPLIT,   /* lower->upper transitions inside a letter run (camelCase) */
-	TOKEST_DIGIT_RUN,    /* runs of digits */
-	TOKEST_DIGIT,        /* digits */
-	TOKEST_PUNCT_RUN,    /* runs of punctuation */
-	TOKEST_PUNCT,        /* punctuation characters beyond the first of a run */
-	TOKEST_NEWLINE_RUN,  /* runs of line ends */
-	TOKEST_SPACE_RUN,    /* runs of 2+ blanks (indentation, alignment) */
-	TOKEST_MB2,          /* 2-byte UTF-8 characters (Latin extensions, Greek, Cyrillic) */
-	TOKEST_MB3,          /* 3-byte UTF-8 characters (CJK, symbols) */
-	TOKEST_MB4,          /* 4-byte UTF-8 characters (emoji) */
+	TOKEST_W1,          /* letter runs of 1-3 letters (with their leading space or mark) */
+	TOKEST_W2,          /* letter runs of 4-7 letters */
+	TOKEST_W3,          /* letter runs of 8 letters or more */
+	TOKEST_W_MARK,      /* letter runs joined to the mark before them (".io", "/src", "_id"): rarer pieces */
+	TOKEST_CASE_SPLIT,  /* lower->upper transitions inside a run (camelCase) */
+	TOKEST_DIGIT,       /* digit runs, each costing sqrt(groups of 3 x digits): the geometric
+			     * middle of Llama-3/GPT-4o (groups of up to 3) and Qwen2 (one per digit) */
+	TOKEST_PUNCT_RUN,   /* runs of punctuation */
+	TOKEST_SPACE_RUN,   /* runs of 2+ blanks (indentation, alignment) */
+	TOKEST_MB2,         /* 2-byte UTF-8 characters (Latin extensions, Greek, Cyrillic) */
+	TOKEST_MB3,         /* 3-byte UTF-8 characters (CJK, symbols) */
+	TOKEST_MB4,         /* 4-byte UTF-8 characters (emoji) */
 	TOKEST_NFEATURES
 };
 
