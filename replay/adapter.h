@@ -39,6 +39,7 @@ struct req_ctx {
 	bool plain;       /* send only standard fields (no ignore_eos/min_tokens) */
 	bool no_stream;   /* non-streaming request (not used for measurement) */
 	const char *base_url; /* for adapters that ask the server first (llama-server's /apply-template) */
+	bool token_ids;       /* llama-server: send the prompt as token ids (tokenized before the clock starts) */
 };
 
 /* What the stream told us. Integers are -1 until known. */

@@ -46,8 +46,43 @@ static int llama_build(const struct adapter *ad, const struct req_ctx *r, struct
 		ar_err_set(err, AR_EBACKEND, "POST %s did not answer {\"prompt\": ...}: %.200s", url, resp ? resp : "");
 		goto out;
 	}
-	if (buf_puts(b, "{\"prompt\":") < 0 || jsonh_put_string(b, prompt->valuestring, strlen(prompt->valuestring)) < 0 ||
-	    buf_printf(b, ",\"n_predict\":%lld,\"stream\":%s,\"cache_prompt\":true", (long long)r->max_tokens,
+	if (buf_puts(b, "{\"prompt\":") < 0)
+		goto oom;
+	if (r->token_ids) {
+		/* the server's own tokenizer, before the clock starts: TTFT then
+		 * covers only what the server does after tokenizing */
+		struct buf q = BUF_INIT;
+		char *tresp = NULL;
+		size_t tlen;
+		snprintf(url, sizeof url, "%s/tokenize", r->base_url);
+		int bad = buf_puts(&q, "{\"add_special\":true,\"content\":") < 0 ||
+			  jsonh_put_string(&q, prompt->valuestring, strlen(prompt->valuestring)) < 0 || buf_putc(&q, '}') < 0;
+		if (bad || hx_fetch(url, q.data, 60000, 64u << 20, &status, &tresp, &tlen, err) < 0) {
+			buf_free(&q);
+			free(tresp);
+			if (bad)
+				goto oom;
+			goto out;
+		}
+		buf_free(&q);
+		cJSON *tj = status == 200 ? cJSON_ParseWithLength(tresp, tlen) : NULL;
+		const cJSON *toks = cJSON_GetObjectItemCaseSensitive(tj, "tokens");
+		if (!cJSON_IsArray(toks)) {
+			ar_err_set(err, AR_EBACKEND, "POST %s answered HTTP %ld without tokens: %.200s", url, status,
+				   tresp ? tresp : "");
+			cJSON_Delete(tj);
+			free(tresp);
+			goto out;
+		}
+		bad = jsonh_put(b, toks) < 0;
+		cJSON_Delete(tj);
+		free(tresp);
+		if (bad)
+			goto oom;
+	} else if (jsonh_put_string(b, prompt->valuestring, strlen(prompt->valuestring)) < 0) {
+		goto oom;
+	}
+	if (buf_printf(b, ",\"n_predict\":%lld,\"stream\":%s,\"cache_prompt\":true", (long long)r->max_tokens,
 		       r->no_stream ? "false" : "true") < 0)
 		goto oom;
 	if (!r->plain && buf_puts(b, ",\"ignore_eos\":true") < 0)

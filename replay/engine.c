@@ -408,8 +408,8 @@ struct cold_item {
 	int64_t turn;
 	int64_t context_tokens;
 	int64_t max_tokens;
-	char *body_before; /* the body split at the nonce: before it */
-	char *body_after;
+	char *body; /* the whole request, with its own nonce */
+	size_t body_len;
 };
 
 /* Counts a session's turns by reading ahead would need a second pass; the
@@ -496,6 +496,15 @@ out:
 	return rc;
 }
 
+/* Merges --extra members into a request body (a JSON object). */
+static int add_extra(const struct engine_cfg *cfg, struct buf *b)
+{
+	if (!cfg->extra_json || !*cfg->extra_json || !b->len || b->data[b->len - 1] != '}')
+		return 0;
+	b->len--;
+	return (buf_putc(b, ',') < 0 || buf_puts(b, cfg->extra_json) < 0 || buf_putc(b, '}') < 0) ? -1 : 0;
+}
+
 /* Replays one trace file once (one repeat). */
 static int replay_trace(struct run *r, const char *path, const struct trace_info *ti, int repeat, bool warmup_only,
 			int *warmups_left, struct ar_err *err)
@@ -530,17 +539,9 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 		if (end_session && ses && !warmup_only) {
 			/* the cold pass of the session that just ended */
 			for (size_t k = 0; k < ncold && !r->stop; k++) {
-				char cn[64];
-				make_nonce(r, cn, sizeof cn, "cold");
-				buf_reset(&r->req_body);
-				if (buf_puts(&r->req_body, cold[k].body_before) < 0 || buf_puts(&r->req_body, cn) < 0 ||
-				    buf_puts(&r->req_body, cold[k].body_after) < 0) {
-					rc = ar_err_set(err, AR_ENOMEM, "out of memory");
-					goto out;
-				}
 				struct turn_req t = {path, ses, cold[k].turn, turns_of(ti, ses->id), repeat, "cold",
-						     cold[k].context_tokens, cold[k].max_tokens, r->req_body.data,
-						     r->req_body.len, false};
+						     cold[k].context_tokens, cold[k].max_tokens, cold[k].body,
+						     cold[k].body_len, false};
 				progress(r, &t);
 				struct engine_request q;
 				if (request(r, &t, &q, NULL, err) < 0) {
@@ -555,10 +556,8 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 			}
 		}
 		if (end_session) {
-			for (size_t k = 0; k < ncold; k++) {
-				free(cold[k].body_before);
-				free(cold[k].body_after);
-			}
+			for (size_t k = 0; k < ncold; k++)
+				free(cold[k].body);
 			ncold = 0;
 		}
 		if (n == TRACE_EOF || r->stop)
@@ -592,21 +591,17 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 		int64_t max_tokens = tr_response_output_tokens(turn->response);
 		if (warmup_only && max_tokens > 16)
 			max_tokens = 16;
-		struct req_ctx rq = {ses, &cv, nonce, cfg->model, max_tokens, cfg->num_ctx, cfg->plain, false, r->base};
+		struct req_ctx rq = {ses, &cv, nonce, cfg->model, max_tokens, cfg->num_ctx, cfg->plain, false, r->base, cfg->token_ids};
 		buf_reset(&r->req_body);
 		if (r->ad->build(r->ad, &rq, &r->req_body, err) < 0) {
 			trace_item_clear(&it);
 			rc = -1;
 			goto out;
 		}
-		if (cfg->extra_json && *cfg->extra_json && r->req_body.len && r->req_body.data[r->req_body.len - 1] == '}') {
-			r->req_body.len--;
-			if (buf_putc(&r->req_body, ',') < 0 || buf_puts(&r->req_body, cfg->extra_json) < 0 ||
-			    buf_putc(&r->req_body, '}') < 0) {
-				trace_item_clear(&it);
-				rc = ar_err_set(err, AR_ENOMEM, "out of memory");
-				goto out;
-			}
+		if (add_extra(cfg, &r->req_body) < 0) {
+			trace_item_clear(&it);
+			rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+			goto out;
 		}
 		struct turn_req t = {path, ses, turn->i, turns_of(ti, ses->id), repeat, "warm", ctx, max_tokens,
 				     r->req_body.data, r->req_body.len, warmup_only};
@@ -623,32 +618,36 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 			}
 		}
 		if (want_cold) {
-			const char *at = strstr(r->req_body.data, nonce);
-			if (at) {
-				if (ncold == capcold) {
-					size_t cap = capcold ? capcold * 2 : 8;
-					struct cold_item *c2 = realloc(cold, cap * sizeof *c2);
-					if (!c2) {
-						trace_item_clear(&it);
-						rc = ar_err_set(err, AR_ENOMEM, "out of memory");
-						goto out;
-					}
-					cold = c2;
-					capcold = cap;
+			/* the cold request: the same prompt under a nonce of its own, built
+			 * now (the conversation moves on) and sent after the warm pass */
+			if (ncold == capcold) {
+				size_t cap = capcold ? capcold * 2 : 8;
+				struct cold_item *c2 = realloc(cold, cap * sizeof *c2);
+				if (!c2) {
+					trace_item_clear(&it);
+					rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+					goto out;
 				}
-				struct cold_item *c = &cold[ncold];
-				c->turn = turn->i;
-				c->context_tokens = ctx;
-				c->max_tokens = max_tokens;
-				c->body_before = strndup(r->req_body.data, (size_t)(at - r->req_body.data));
-				c->body_after = strdup(at + strlen(nonce));
-				if (c->body_before && c->body_after)
-					ncold++;
-				else {
-					free(c->body_before);
-					free(c->body_after);
-				}
+				cold = c2;
+				capcold = cap;
 			}
+			char cn[64];
+			make_nonce(r, cn, sizeof cn, "cold");
+			struct req_ctx cq = rq;
+			cq.nonce = cn;
+			struct buf cb = BUF_INIT;
+			if (r->ad->build(r->ad, &cq, &cb, err) < 0 || add_extra(cfg, &cb) < 0) {
+				buf_free(&cb);
+				trace_item_clear(&it);
+				rc = -1;
+				goto out;
+			}
+			struct cold_item *c = &cold[ncold++];
+			c->turn = turn->i;
+			c->context_tokens = ctx;
+			c->max_tokens = max_tokens;
+			c->body_len = cb.len;
+			c->body = buf_detach(&cb);
 		}
 		progress(r, &t);
 		struct engine_request q;
@@ -689,10 +688,8 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 		}
 	}
 out:
-	for (size_t k = 0; k < ncold; k++) {
-		free(cold[k].body_before);
-		free(cold[k].body_after);
-	}
+	for (size_t k = 0; k < ncold; k++)
+		free(cold[k].body);
 	free(cold);
 	buf_free(&gen);
 	convo_free(&cv);

@@ -45,6 +45,7 @@ struct engine_cfg {
 	ar_ns ttft_timeout;
 	ar_ns stall_timeout;
 	bool plain;      /* no ignore_eos/min_tokens */
+	bool token_ids;  /* llama-server: send token ids, tokenized before the clock starts */
 	int64_t num_ctx; /* ollama */
 	const char *rules_dir;
 	const char *extra_json; /* members merged into every request body: a JSON object's inside, e.g. "\"grammar\":\"...\"" */
