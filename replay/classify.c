@@ -1,7 +1,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "classify.h"
 
-#include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <pcre2.h>
 #include <stdio.h>
@@ -124,6 +124,8 @@ out:
 	return rc;
 }
 
+/* The named family's rules first, then every other family's (the server
+ * behind an OpenAI-compatible endpoint may be any engine), generic last. */
 int rules_load(struct rules **out, const char *dir, const char *family, struct ar_err *err)
 {
 	*out = NULL;
@@ -134,6 +136,30 @@ int rules_load(struct rules **out, const char *dir, const char *family, struct a
 	if (family && *family) {
 		snprintf(path, sizeof path, "%s/%s.rules", dir, family);
 		if (load_file(r, path, false, err) < 0)
+			goto fail;
+	}
+	DIR *d = opendir(dir);
+	if (!d) {
+		ar_err_set(err, AR_EIO, "cannot open the rules folder '%s': %s", dir, strerror(errno));
+		goto fail;
+	}
+	/* a stable order whatever readdir returns */
+	char names[64][256];
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && n < 64) {
+		size_t len = strlen(e->d_name);
+		if (len < 7 || strcmp(e->d_name + len - 6, ".rules") || !strcmp(e->d_name, "generic.rules"))
+			continue;
+		if (family && !strncmp(e->d_name, family, len - 6) && strlen(family) == len - 6)
+			continue;
+		snprintf(names[n++], sizeof names[0], "%s", e->d_name);
+	}
+	closedir(d);
+	qsort(names, (size_t)n, sizeof names[0], (int (*)(const void *, const void *))strcmp);
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		if (load_file(r, path, true, err) < 0)
 			goto fail;
 	}
 	snprintf(path, sizeof path, "%s/generic.rules", dir);
@@ -230,23 +256,24 @@ void classify_request(const struct rules *r, const struct adapter *ad, const cha
 		snprintf(out->evidence, sizeof out->evidence, "%s", stream_error_msg);
 		return;
 	}
+	if (res->curl_code && !acc->done) {
+		/* the connection dropped (mid-headers or mid-stream): the server died or reset it */
+		out->cls = "crash";
+		snprintf(out->evidence, sizeof out->evidence, "%s: connection lost after %lld token events: %s", endpoint,
+			 (long long)acc->token_events, res->curl_error);
+		return;
+	}
 	bool want_sse = ad->wire == WIRE_SSE;
 	const char *ct = res->content_type;
 	bool ct_ok = want_sse ? !strncasecmp(ct, "text/event-stream", 17)
 			      : (!strncasecmp(ct, "application/x-ndjson", 20) || !strncasecmp(ct, "application/json", 16));
-	if (!ct_ok && acc->token_events == 0) {
+	if (!ct_ok) {
+		/* even when the bytes parse, a server that mislabels its stream breaks the protocol */
 		excerpt(ex, sizeof ex, body ? body : "", body_len);
 		out->cls = "protocol_error";
 		snprintf(out->evidence, sizeof out->evidence, "%s: expected %s, got %s: %s", endpoint,
 			 want_sse ? "text/event-stream" : "application/x-ndjson", ct[0] ? ct : "no content type",
 			 ex[0] ? ex : "(empty body)");
-		return;
-	}
-	if (res->curl_code && !acc->done) {
-		/* the connection dropped mid-stream: the server died or reset it */
-		out->cls = "crash";
-		snprintf(out->evidence, sizeof out->evidence, "%s: connection lost after %lld token events: %s", endpoint,
-			 (long long)acc->token_events, res->curl_error);
 		return;
 	}
 	if (acc->bad_event) {

@@ -21,8 +21,9 @@ struct rules;
 
 /* Default rule folder (the source tree's replay/rules). */
 const char *rules_default_dir(void);
-/* Loads DIR/<family>.rules (when present) then DIR/generic.rules. Errors
- * name FILE:LINE and PCRE2's message. */
+/* Loads DIR/<family>.rules (when present), then the other families' files
+ * (the engine behind an OpenAI-compatible URL may be any), then
+ * DIR/generic.rules. Errors name FILE:LINE and PCRE2's message. */
 int rules_load(struct rules **out, const char *dir, const char *family, struct ar_err *err);
 void rules_free(struct rules *r);
 /* The class of the first rule for `where` ("body", "event", "log") whose

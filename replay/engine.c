@@ -24,6 +24,8 @@
 
 struct xreq {
 	const struct adapter *ad;
+	int64_t asked;      /* max_tokens of the request */
+	int64_t max_events; /* a server that streams far past max_tokens is cut off */
 	struct sse_parser *sse;
 	struct ndjson_parser *nd;
 	struct stream_acc acc;
@@ -80,6 +82,13 @@ static int on_body(void *ud, const char *data, size_t n, ar_ns t)
 		x->stream_error = true;
 		snprintf(x->stream_error_msg, sizeof x->stream_error_msg, "%s", err.msg);
 		return 1; /* stop reading: bounded memory whatever the server sends */
+	}
+	if (x->acc.token_events > x->max_events) {
+		x->stream_error = true;
+		snprintf(x->stream_error_msg, sizeof x->stream_error_msg,
+			 "the server kept streaming: %lld token events for a request of %lld tokens",
+			 (long long)x->acc.token_events, (long long)x->asked);
+		return 1;
 	}
 	return 0;
 }
@@ -234,6 +243,8 @@ static int do_request(struct run *r, const struct turn_req *t, struct xreq *x, s
 	const struct engine_cfg *cfg = r->cfg;
 	if (xreq_init(x, r->ad, err) < 0)
 		return -1;
+	x->asked = t->max_tokens;
+	x->max_events = 4 * t->max_tokens + 1024;
 	double cached_before = 0;
 	bool use_metrics = r->metrics_ok && !t->warmup && metrics_cached(r, &cached_before);
 	static const char *const headers_sse[] = {"Content-Type: application/json", "Accept: text/event-stream", NULL};
