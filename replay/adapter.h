@@ -40,6 +40,7 @@ struct req_ctx {
 	bool no_stream;   /* non-streaming request (not used for measurement) */
 	const char *base_url; /* for adapters that ask the server first (llama-server's /apply-template) */
 	bool token_ids;       /* llama-server: send the prompt as token ids (tokenized before the clock starts) */
+	int max_tokens_field; /* openai: 0 max_tokens, 1 max_completion_tokens, 2 both */
 };
 
 /* What the stream told us. Integers are -1 until known. */

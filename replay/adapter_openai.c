@@ -84,7 +84,11 @@ static int openai_build(const struct adapter *ad, const struct req_ctx *r, struc
 		goto oom;
 	if (!r->no_stream && buf_puts(b, ",\"stream_options\":{\"include_usage\":true}") < 0)
 		goto oom;
-	if (buf_printf(b, ",\"max_tokens\":%lld", (long long)r->max_tokens) < 0)
+	/* max_tokens is what most servers read; OpenAI's newer models want
+	 * max_completion_tokens (--max-tokens-field) */
+	if (r->max_tokens_field != 1 && buf_printf(b, ",\"max_tokens\":%lld", (long long)r->max_tokens) < 0)
+		goto oom;
+	if (r->max_tokens_field >= 1 && buf_printf(b, ",\"max_completion_tokens\":%lld", (long long)r->max_tokens) < 0)
 		goto oom;
 	/* generate exactly max_tokens where the server lets us (vLLM, SGLang,
 	 * llama-server accept these; --plain-openai leaves them out) */

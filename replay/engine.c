@@ -602,7 +602,8 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 		int64_t max_tokens = tr_response_output_tokens(turn->response);
 		if (warmup_only && max_tokens > 16)
 			max_tokens = 16;
-		struct req_ctx rq = {ses, &cv, nonce, cfg->model, max_tokens, cfg->num_ctx, cfg->plain, false, r->base, cfg->token_ids};
+		struct req_ctx rq = {ses, &cv, nonce, cfg->model, max_tokens, cfg->num_ctx, cfg->plain, false, r->base, cfg->token_ids,
+				     cfg->max_tokens_field};
 		buf_reset(&r->req_body);
 		if (r->ad->build(r->ad, &rq, &r->req_body, err) < 0) {
 			trace_item_clear(&it);

@@ -46,6 +46,7 @@ struct engine_cfg {
 	ar_ns stall_timeout;
 	bool plain;      /* no ignore_eos/min_tokens */
 	bool token_ids;  /* llama-server: send token ids, tokenized before the clock starts */
+	int max_tokens_field; /* openai: 0 max_tokens, 1 max_completion_tokens, 2 both */
 	int64_t num_ctx; /* ollama */
 	const char *rules_dir;
 	const char *extra_json; /* members merged into every request body: a JSON object's inside, e.g. "\"grammar\":\"...\"" */

@@ -17,7 +17,7 @@
 
 enum {
 	O_BACKEND = 1, O_MODEL, O_DB, O_REPEATS, O_WARMUP, O_COLD, O_HISTORY, O_UNTIL_FAIL, O_SLO, O_TTFT_TIMEOUT,
-	O_STALL_TIMEOUT, O_JSON, O_QUIET, O_PLAIN, O_NUM_CTX, O_RULES, O_LENIENT, O_MAXLINE, O_EXTRA, O_TOKEN_IDS,
+	O_STALL_TIMEOUT, O_JSON, O_QUIET, O_PLAIN, O_NUM_CTX, O_RULES, O_LENIENT, O_MAXLINE, O_EXTRA, O_TOKEN_IDS, O_MAXFIELD,
 };
 
 static const struct cli_opt run_opts[] = {
@@ -37,6 +37,7 @@ static const struct cli_opt run_opts[] = {
 	{"plain-openai", 0, NULL, "send only standard OpenAI fields (no ignore_eos/min_tokens)", O_PLAIN},
 	{"token-ids", 0, NULL, "llama-server: send the prompt as token ids, tokenized before the clock starts "
 				"(TTFT then excludes the server's tokenizer)", O_TOKEN_IDS},
+	{"max-tokens-field", 0, "NAME", "openai: max_tokens (default), max_completion_tokens, or both", O_MAXFIELD},
 	{"num-ctx", 0, "TOKENS", "Ollama options.num_ctx", O_NUM_CTX},
 	{"extra", 0, "JSON", "an object whose members are added to every request body (e.g. sampling params)", O_EXTRA},
 	{"rules-dir", 0, "DIR", "failure rule files (default: the shipped replay/rules)", O_RULES},
@@ -134,6 +135,16 @@ static int run_opt(void *ctx, int id, const char *val, struct ar_err *err)
 	case O_QUIET: c->quiet = true; break;
 	case O_PLAIN: c->e.plain = true; break;
 	case O_TOKEN_IDS: c->e.token_ids = true; break;
+	case O_MAXFIELD:
+		if (!strcmp(val, "max_tokens"))
+			c->e.max_tokens_field = 0;
+		else if (!strcmp(val, "max_completion_tokens"))
+			c->e.max_tokens_field = 1;
+		else if (!strcmp(val, "both"))
+			c->e.max_tokens_field = 2;
+		else
+			return ar_err_set(err, AR_EINVAL, "'%s' is not max_tokens, max_completion_tokens or both", val);
+		break;
 	case O_NUM_CTX:
 		if (units_parse_tokens(val, &v, err) < 0)
 			return -1;

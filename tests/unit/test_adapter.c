@@ -225,7 +225,7 @@ static void test_bodies(void **state)
 	struct ar_err err;
 	assert_int_equal(convo_step(&c, t0, &err), 0);
 	assert_int_equal(convo_step(&c, t1, &err), 0);
-	struct req_ctx r = {s, &c, "[n1] ", "m", 42, 0, false, false, "http://x", false};
+	struct req_ctx r = {s, &c, "[n1] ", "m", 42, 0, false, false, "http://x", false, 0};
 	struct buf b = BUF_INIT;
 
 	assert_int_equal(adapter_find("openai")->build(adapter_find("openai"), &r, &b, &err), 0);
@@ -250,6 +250,14 @@ static void test_bodies(void **state)
 	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "stream_options"), "include_usage")));
 	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tools")), 1);
 	cJSON_Delete(j);
+
+	/* --max-tokens-field */
+	buf_reset(&b);
+	r.max_tokens_field = 1;
+	assert_int_equal(adapter_find("openai")->build(adapter_find("openai"), &r, &b, &err), 0);
+	assert_non_null(strstr(b.data, "\"max_completion_tokens\":42"));
+	assert_null(strstr(b.data, "\"max_tokens\""));
+	r.max_tokens_field = 0;
 
 	/* --plain-openai: only standard fields */
 	buf_reset(&b);
