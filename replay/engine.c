@@ -428,6 +428,8 @@ struct cold_item {
 struct sess_info {
 	char *id;
 	int64_t turns;
+	int64_t deepest_turn; /* the turn with the largest estimated context */
+	int64_t deepest_tokens;
 };
 
 struct trace_info {
@@ -435,12 +437,18 @@ struct trace_info {
 	size_t n, cap;
 };
 
-static int64_t turns_of(const struct trace_info *ti, const char *id)
+static const struct sess_info *info_of(const struct trace_info *ti, const char *id)
 {
 	for (size_t i = 0; i < ti->n; i++)
 		if (!strcmp(ti->s[i].id, id))
-			return ti->s[i].turns;
-	return 0;
+			return &ti->s[i];
+	return NULL;
+}
+
+static int64_t turns_of(const struct trace_info *ti, const char *id)
+{
+	const struct sess_info *si = info_of(ti, id);
+	return si ? si->turns : 0;
 }
 
 static void trace_info_free(struct trace_info *ti)
@@ -458,6 +466,8 @@ static int validate(struct run *r, const char *path, struct trace_info *ti, stru
 		return -1;
 	struct buf problems = BUF_INIT;
 	int nprob = 0, rc = 0;
+	struct convo cv; /* token counts only: which turn is deepest */
+	convo_init(&cv, CONVO_COUNT_ONLY);
 	for (;;) {
 		struct trace_item it;
 		struct trace_diag d;
@@ -492,9 +502,17 @@ static int validate(struct run *r, const char *path, struct trace_info *ti, stru
 			}
 			ti->s[ti->n].id = strdup(it.session->id);
 			ti->s[ti->n].turns = 0;
+			ti->s[ti->n].deepest_turn = 0;
+			ti->s[ti->n].deepest_tokens = -1;
 			ti->n++;
+			convo_reset(&cv, it.session);
 		} else if (ti->n) {
-			ti->s[ti->n - 1].turns++;
+			struct sess_info *si = &ti->s[ti->n - 1];
+			si->turns++;
+			if (convo_step(&cv, it.turn, err) == 0 && convo_tokens(&cv) > si->deepest_tokens) {
+				si->deepest_tokens = convo_tokens(&cv);
+				si->deepest_turn = it.turn->i;
+			}
 		}
 		trace_item_clear(&it);
 	}
@@ -502,6 +520,7 @@ static int validate(struct run *r, const char *path, struct trace_info *ti, stru
 		rc = ar_err_set(err, AR_EFORMAT, "trace has %d problem%s (nothing was sent): %s%s", nprob,
 				nprob == 1 ? "" : "s", problems.data, nprob > 5 ? "; ..." : "");
 out:
+	convo_free(&cv);
 	buf_free(&problems);
 	trace_reader_close(rd);
 	return rc;
@@ -621,7 +640,10 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 		bool want_cold = false;
 		if (!warmup_only && cfg->cold == COLD_EVERY)
 			want_cold = true;
-		else if (!warmup_only && cfg->cold == COLD_TIERS) {
+		else if (!warmup_only && cfg->cold == COLD_DEEPEST) {
+			const struct sess_info *si = info_of(ti, ses->id);
+			want_cold = turn->i == 0 || (si && turn->i == si->deepest_turn);
+		} else if (!warmup_only && cfg->cold == COLD_TIERS) {
 			if (turn->i == 0)
 				want_cold = true;
 			while (next_tier < 3 && ctx >= cold_tiers[next_tier]) {

@@ -7,7 +7,8 @@
  * cache. The warm pass is the natural replay (each turn's prefix was cached
  * by the previous turn); after a session's warm pass, the cold pass re-sends
  * the selected turns' full prompts with fresh nonces (--cold tiers: the
- * first turn and the turns that first cross 32k/64k/128k; every; none), so it
+ * first turn and the turns that first cross 32k/64k/128k; deepest: the first
+ * turn and the session's deepest one; every; none), so it
  * never disturbs the warm pass's cache.
  *
  * Every finished request is measured (section 4), classified (section 5),
@@ -27,7 +28,7 @@
 #include "store.h"
 #include "trace_io.h"
 
-enum cold_mode { COLD_TIERS, COLD_EVERY, COLD_NONE };
+enum cold_mode { COLD_TIERS, COLD_EVERY, COLD_DEEPEST, COLD_NONE };
 
 struct engine_cfg {
 	const char *backend; /* adapter name: openai, llama-server, ollama, anthropic */

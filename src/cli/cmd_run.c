@@ -26,7 +26,7 @@ static const struct cli_opt run_opts[] = {
 	{"db", 0, "FILE", "results store (default agentreplay.db)", O_DB},
 	{"repeats", 'n', "N", "measured replays per configuration (default 3)", O_REPEATS},
 	{"warmup", 0, "N", "warmup requests before measuring (default 1)", O_WARMUP},
-	{"cold", 0, "MODE", "tiers (default: first turn and 32k/64k/128k), every, none", O_COLD},
+	{"cold", 0, "MODE", "tiers (default: first turn and 32k/64k/128k), deepest (first and deepest turn), every, none", O_COLD},
 	{"history", 0, "MODE", "recorded (default): the trace's answers; generated: the backend's", O_HISTORY},
 	{"until-fail", 0, NULL, "stop at the first turn that is not ok and report the failure point", O_UNTIL_FAIL},
 	{"slo", 0, "LIST", "thresholds that make a completed turn an 'slo' failure: ttft_ms=N,decode_tps=N", O_SLO},
@@ -84,10 +84,12 @@ static int run_opt(void *ctx, int id, const char *val, struct ar_err *err)
 			c->e.cold = COLD_TIERS;
 		else if (!strcmp(val, "every"))
 			c->e.cold = COLD_EVERY;
+		else if (!strcmp(val, "deepest"))
+			c->e.cold = COLD_DEEPEST;
 		else if (!strcmp(val, "none"))
 			c->e.cold = COLD_NONE;
 		else
-			return ar_err_set(err, AR_EINVAL, "'%s' is not tiers, every or none", val);
+			return ar_err_set(err, AR_EINVAL, "'%s' is not tiers, deepest, every or none", val);
 		break;
 	case O_HISTORY:
 		if (!strcmp(val, "recorded"))
@@ -468,7 +470,8 @@ static int run_run(int argc, char **argv)
 	cJSON *params = cJSON_CreateObject();
 	cJSON_AddNumberToObject(params, "repeats", c.e.repeats);
 	cJSON_AddNumberToObject(params, "warmup", c.e.warmup);
-	cJSON_AddStringToObject(params, "cold", c.e.cold == COLD_TIERS ? "tiers" : c.e.cold == COLD_EVERY ? "every" : "none");
+	static const char *const cold_names[] = {"tiers", "every", "deepest", "none"};
+	cJSON_AddStringToObject(params, "cold", cold_names[c.e.cold]);
 	cJSON_AddStringToObject(params, "history", c.e.history_generated ? "generated" : "recorded");
 	cJSON_AddBoolToObject(params, "until_fail", c.e.until_fail);
 	char *params_s = cJSON_PrintUnformatted(params);
