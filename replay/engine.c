@@ -554,9 +554,10 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 	if (trace_reader_open(&rd, path, &cfg->ropts, err) < 0)
 		return -1;
 
+	struct trace_item it = {0}; /* cleared at out: whatever path leaves the loop */
 	for (;;) {
-		struct trace_item it;
 		struct trace_diag d;
+		trace_item_clear(&it);
 		int n = trace_reader_next(rd, &it, &d, err);
 		bool end_session = n == TRACE_EOF || (n == TRACE_ITEM && it.kind == TRACE_ITEM_SESSION);
 		if (n == TRACE_FATAL || n == TRACE_BAD) {
@@ -590,8 +591,11 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 				free(cold[k].body);
 			ncold = 0;
 		}
-		if (n == TRACE_EOF || r->stop)
+		if (n == TRACE_EOF || r->stop) {
+			if (n == TRACE_ITEM)
+				trace_item_clear(&it);
 			break;
+		}
 		if (n != TRACE_ITEM)
 			continue;
 		if (it.kind == TRACE_ITEM_SESSION) {
@@ -722,6 +726,7 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 		}
 	}
 out:
+	trace_item_clear(&it);
 	for (size_t k = 0; k < ncold; k++)
 		free(cold[k].body);
 	free(cold);

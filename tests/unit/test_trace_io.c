@@ -274,7 +274,8 @@ static void test_writer_atomic(void **state)
 	size_t before = count_files();
 	const char *p = path_of("out.jsonl.zst");
 	assert_int_equal(trace_writer_open(&w, p, 0, &err), 0);
-	assert_int_equal(trace_writer_line(w, "{\"type\":\"session\",\"format\":\"agentreplay-trace/1\",\"id\":\"w\",\"system\":\"s\"}", 75, &err), 0);
+	const char *line = "{\"type\":\"session\",\"format\":\"agentreplay-trace/1\",\"id\":\"w\",\"system\":\"s\"}";
+	assert_int_equal(trace_writer_line(w, line, strlen(line), &err), 0);
 	assert_int_equal(access(p, F_OK), -1); /* nothing at the target until commit */
 	trace_writer_abort(w);
 	assert_int_equal(count_files(), before); /* no temp file left */
