@@ -1,5 +1,6 @@
 #include "adapter.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,4 +75,30 @@ const struct adapter *adapter_find(const char *name)
 const char *adapter_names(void)
 {
 	return "openai, llama-server, ollama, anthropic";
+}
+
+cJSON *adapter_event_json(struct stream_acc *a, const char *data, size_t n)
+{
+	cJSON *j = cJSON_ParseWithLength(data, n);
+	if (!cJSON_IsObject(j)) {
+		a->bad_event = true;
+		snprintf(a->bad_event_msg, sizeof a->bad_event_msg, "an event is not a JSON object: %.80s", data);
+		cJSON_Delete(j);
+		return NULL;
+	}
+	if (cJSON_GetObjectItemCaseSensitive(j, "error")) {
+		buf_reset(&a->error);
+		(void)buf_append(&a->error, data, n);
+		cJSON_Delete(j);
+		return NULL;
+	}
+	return j;
+}
+
+void adapter_note_text(struct stream_acc *a, const char *s)
+{
+	size_t n = strlen(s);
+	if (utf8_check(s, n) != n)
+		a->invalid_utf8 = true;
+	(void)buf_append(&a->text, s, n); /* past the ceiling the text is cut, not the measurement */
 }

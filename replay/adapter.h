@@ -93,6 +93,13 @@ const char *adapter_names(void);
  * /apply-template too). */
 int adapter_openai_messages(const struct req_ctx *r, struct buf *b);
 
+/* Shared by the adapters: one event's JSON object, or NULL when the event
+ * is malformed (bad_event set) or an error event (kept in a->error); the
+ * caller deletes it. */
+cJSON *adapter_event_json(struct stream_acc *a, const char *data, size_t n);
+/* Appends generated text (checking its UTF-8) to a->text. */
+void adapter_note_text(struct stream_acc *a, const char *s);
+
 /* Shared by the adapters: message text of a convo entry (content, or the
  * expansion of synthetic blocks), appended to out. */
 int adapter_message_text(const struct req_ctx *r, size_t idx, struct buf *out);

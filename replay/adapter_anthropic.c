@@ -8,7 +8,6 @@
 
 #include "adapter.h"
 #include "jsonh.h"
-#include "utf8.h"
 
 static int put_str(struct buf *b, const char *s)
 {
@@ -161,10 +160,7 @@ static void anthropic_event(struct stream_acc *a, const char *event, const char 
 		const cJSON *pj = cJSON_GetObjectItemCaseSensitive(d, "partial_json");
 		bool token = false;
 		if (cJSON_IsString(txt) && txt->valuestring[0]) {
-			size_t len = strlen(txt->valuestring);
-			if (utf8_check(txt->valuestring, len) != len)
-				a->invalid_utf8 = true;
-			(void)buf_append(&a->text, txt->valuestring, len);
+			adapter_note_text(a, txt->valuestring);
 			token = true;
 		}
 		if ((cJSON_IsString(th) && th->valuestring[0]) || (cJSON_IsString(pj) && pj->valuestring[0]))

@@ -14,7 +14,6 @@
 #include "adapter.h"
 #include "http.h"
 #include "jsonh.h"
-#include "utf8.h"
 
 static int llama_build(const struct adapter *ad, const struct req_ctx *r, struct buf *b, struct ar_err *err)
 {
@@ -106,25 +105,12 @@ static void llama_event(struct stream_acc *a, const char *event, const char *dat
 		a->done = true;
 		return;
 	}
-	cJSON *j = cJSON_ParseWithLength(data, n);
-	if (!cJSON_IsObject(j)) {
-		a->bad_event = true;
-		snprintf(a->bad_event_msg, sizeof a->bad_event_msg, "an event is not a JSON object: %.80s", data);
-		cJSON_Delete(j);
+	cJSON *j = adapter_event_json(a, data, n);
+	if (!j)
 		return;
-	}
-	if (cJSON_GetObjectItemCaseSensitive(j, "error")) {
-		buf_reset(&a->error);
-		(void)buf_append(&a->error, data, n);
-		cJSON_Delete(j);
-		return;
-	}
 	const cJSON *content = cJSON_GetObjectItemCaseSensitive(j, "content");
 	if (cJSON_IsString(content) && content->valuestring[0]) {
-		size_t len = strlen(content->valuestring);
-		if (utf8_check(content->valuestring, len) != len)
-			a->invalid_utf8 = true;
-		(void)buf_append(&a->text, content->valuestring, len);
+		adapter_note_text(a, content->valuestring);
 		(void)stream_acc_token(a, t);
 	}
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "stop"))) {

@@ -6,7 +6,6 @@
 
 #include "adapter.h"
 #include "jsonh.h"
-#include "utf8.h"
 
 static int put_str(struct buf *b, const char *s)
 {
@@ -78,20 +77,9 @@ oom:
 
 static void ollama_event(struct stream_acc *a, const char *event, const char *data, size_t n, ar_ns t)
 {
-	cJSON *j = cJSON_ParseWithLength(data, n);
-	if (!cJSON_IsObject(j)) {
-		a->bad_event = true;
-		snprintf(a->bad_event_msg, sizeof a->bad_event_msg, "a line is not a JSON object: %.80s", data);
-		cJSON_Delete(j);
+	cJSON *j = adapter_event_json(a, data, n);
+	if (!j)
 		return;
-	}
-	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
-	if (e) {
-		buf_reset(&a->error);
-		(void)buf_append(&a->error, data, n);
-		cJSON_Delete(j);
-		return;
-	}
 	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "message");
 	const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
 	const cJSON *thinking = cJSON_GetObjectItemCaseSensitive(msg, "thinking");
@@ -99,10 +87,7 @@ static void ollama_event(struct stream_acc *a, const char *event, const char *da
 	bool token = false;
 	if (cJSON_IsString(content) && content->valuestring[0]) {
 		token = true;
-		size_t len = strlen(content->valuestring);
-		if (utf8_check(content->valuestring, len) != len)
-			a->invalid_utf8 = true;
-		(void)buf_append(&a->text, content->valuestring, len);
+		adapter_note_text(a, content->valuestring);
 	}
 	if ((cJSON_IsString(thinking) && thinking->valuestring[0]) || (cJSON_IsArray(calls) && cJSON_GetArraySize(calls)))
 		token = true;

@@ -5,7 +5,6 @@
 
 #include "adapter.h"
 #include "jsonh.h"
-#include "utf8.h"
 
 static int put_str(struct buf *b, const char *s)
 {
@@ -116,13 +115,6 @@ static void keep_server(struct stream_acc *a, const char *key, const cJSON *v)
 		cJSON_AddItemToObject(a->server, key, d);
 }
 
-static void note_text(struct stream_acc *a, const char *s)
-{
-	size_t n = strlen(s);
-	if (utf8_check(s, n) != n)
-		a->invalid_utf8 = true;
-	(void)buf_append(&a->text, s, n); /* past the ceiling the text is cut, not the measurement */
-}
 
 static void openai_event(struct stream_acc *a, const char *event, const char *data, size_t n, ar_ns t)
 {
@@ -130,20 +122,9 @@ static void openai_event(struct stream_acc *a, const char *event, const char *da
 		a->done = true;
 		return;
 	}
-	cJSON *j = cJSON_ParseWithLength(data, n);
-	if (!j || !cJSON_IsObject(j)) {
-		a->bad_event = true;
-		snprintf(a->bad_event_msg, sizeof a->bad_event_msg, "an event is not a JSON object: %.80s", data);
-		cJSON_Delete(j);
+	cJSON *j = adapter_event_json(a, data, n);
+	if (!j)
 		return;
-	}
-	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
-	if (e) {
-		buf_reset(&a->error);
-		(void)buf_append(&a->error, data, n);
-		cJSON_Delete(j);
-		return;
-	}
 	const cJSON *choices = cJSON_GetObjectItemCaseSensitive(j, "choices");
 	const cJSON *c0 = cJSON_IsArray(choices) ? cJSON_GetArrayItem(choices, 0) : NULL;
 	if (c0) {
@@ -153,7 +134,7 @@ static void openai_event(struct stream_acc *a, const char *event, const char *da
 			const cJSON *content = cJSON_GetObjectItemCaseSensitive(delta, "content");
 			if (nonempty_str(content)) {
 				token = true;
-				note_text(a, content->valuestring);
+				adapter_note_text(a, content->valuestring);
 			}
 			if (nonempty_str(cJSON_GetObjectItemCaseSensitive(delta, "reasoning_content")) ||
 			    nonempty_str(cJSON_GetObjectItemCaseSensitive(delta, "reasoning")))
@@ -171,7 +152,7 @@ static void openai_event(struct stream_acc *a, const char *event, const char *da
 		const cJSON *text = cJSON_GetObjectItemCaseSensitive(c0, "text");
 		if (nonempty_str(text)) {
 			token = true;
-			note_text(a, text->valuestring);
+			adapter_note_text(a, text->valuestring);
 		}
 		if (token)
 			(void)stream_acc_token(a, t);
