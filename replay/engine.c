@@ -15,6 +15,7 @@
 #include "ndjson.h"
 #include "prom.h"
 #include "rng.h"
+#include "sim.h"
 #include "sse.h"
 
 #define MAX_EVENT_BYTES (8u << 20)  /* one SSE event / NDJSON line */
@@ -152,6 +153,8 @@ struct run {
 	struct rng rng;
 	struct buf req_body;
 	bool stop;
+	struct sim *sim;      /* the in-process simulated backend, or NULL */
+	struct sim_prompt sp; /* its prompt of the current turn */
 };
 
 static void note(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -234,6 +237,7 @@ struct turn_req {
 	const char *body;
 	size_t body_len;
 	bool warmup;
+	const struct sim_prompt *sp; /* the in-process simulated backend's prompt */
 };
 
 /* Sends one request, waits for it, measures, classifies, stores it. */
@@ -375,10 +379,83 @@ static int do_request(struct run *r, const struct turn_req *t, struct xreq *x, s
 	return 0;
 }
 
+/* One request to the in-process simulated backend: the same row as a real
+ * one, in modelled (virtual) time, marked simulated. */
+static int sim_do_request(struct run *r, const struct turn_req *t, struct engine_request *out, struct ar_err *err)
+{
+	const struct engine_cfg *cfg = r->cfg;
+	struct sim_result sr;
+	if (sim_request(r->sim, t->sp, t->max_tokens, &sr, err) < 0)
+		return -1;
+	struct store_request *row = &out->row;
+	memset(out, 0, sizeof *out);
+	static char evidence[600], flags[64];
+	static struct buf server = BUF_INIT;
+	row->session = t->ses->id;
+	row->turn = t->turn;
+	row->repeat = t->repeat;
+	row->cache = t->cache;
+	row->context_tokens_est = t->context_tokens;
+	row->requested_tokens = t->max_tokens;
+	row->prompt_tokens = sr.prompt_tokens;
+	row->cached_tokens = sr.cached_tokens;
+	row->cached_source = "sim";
+	row->completion_tokens = sr.completion_tokens;
+	row->completion_source = "sim";
+	bool ok = !strcmp(sr.outcome, "ok");
+	row->connect_ms = 0;
+	row->ttft_ms = ok || sr.error_after_tokens > 0 ? sr.ttft_ms : NAN;
+	row->ttfb_ms = row->ttft_ms;
+	row->decode_tps = ok ? sr.decode_tps : NAN;
+	row->prefill_tps = ok && sr.ttft_ms > 0 ? (double)(sr.prompt_tokens - sr.cached_tokens) / (sr.ttft_ms / 1e3) : NAN;
+	row->itl_p50_ms = ok ? sr.itl_p50_ms : NAN;
+	row->itl_p90_ms = NAN;
+	row->itl_p99_ms = ok ? sr.itl_p99_ms : NAN;
+	row->e2e_ms = sr.e2e_ms;
+	row->mem_peak_bytes = sr.mem_peak_bytes;
+	row->mem_end_bytes = sr.mem_bytes;
+	row->http_status = sr.http_status;
+	row->outcome = sr.outcome;
+	snprintf(evidence, sizeof evidence, "%s", sr.evidence ? sr.evidence : "");
+	row->evidence = evidence[0] ? evidence : NULL;
+	flags[0] = '\0';
+	if (ok && cfg->slo_ttft_ms > 0 && row->ttft_ms > cfg->slo_ttft_ms) {
+		row->outcome = "slo";
+		snprintf(evidence, sizeof evidence, "TTFT %.0f ms is over the SLO of %.0f ms", row->ttft_ms, cfg->slo_ttft_ms);
+		row->evidence = evidence;
+	} else if (ok && cfg->slo_decode_tps > 0 && row->decode_tps < cfg->slo_decode_tps) {
+		row->outcome = "slo";
+		snprintf(evidence, sizeof evidence, "decode %.1f tok/s is under the SLO of %.1f tok/s", row->decode_tps,
+			 cfg->slo_decode_tps);
+		row->evidence = evidence;
+	}
+	if (sr.truncated_tokens > 0)
+		snprintf(flags, sizeof flags, "truncated");
+	row->flags = flags[0] ? flags : NULL;
+	buf_reset(&server);
+	buf_printf(&server, "{\"simulated\":true,\"ttft_cold_ms\":%.3f,\"restored_tokens\":%lld,\"context\":%lld}",
+		   sr.ttft_cold_ms, (long long)sr.restored_tokens, (long long)sr.context_tokens);
+	row->server_json = server.data;
+	out->trace = t->trace;
+	out->session_turns = t->turns;
+	if (t->warmup)
+		return 0;
+	if (store_request_add(r->st, r->config_id, row, err) < 0)
+		return -1;
+	r->sum->requests++;
+	if (strcmp(row->outcome, "ok"))
+		r->sum->failed++;
+	if (r->obs && r->obs->on_request)
+		r->obs->on_request(r->obs->ud, out);
+	return 0;
+}
+
 /* gen (optional) receives the generated text, for --history generated. */
 static int request(struct run *r, const struct turn_req *t, struct engine_request *out, struct buf *gen,
 		   struct ar_err *err)
 {
+	if (r->sim)
+		return sim_do_request(r, t, out, err);
 	struct xreq x;
 	int rc = do_request(r, t, &x, out, err);
 	if (rc == 0 && gen) {
@@ -421,6 +498,7 @@ struct cold_item {
 	int64_t max_tokens;
 	char *body; /* the whole request, with its own nonce */
 	size_t body_len;
+	struct sim_prompt sp; /* the same for the simulated backend */
 };
 
 /* Counts a session's turns by reading ahead would need a second pass; the
@@ -526,6 +604,49 @@ out:
 	return rc;
 }
 
+/* llama-server: erases every slot's KV cache (POST /slots/ID?action=erase;
+ * the server needs --slot-save-path for slot actions), so a cold request
+ * also starts from an empty cache, not only under a fresh nonce. */
+static int erase_slots(struct run *r, struct ar_err *err)
+{
+	char url[2200];
+	snprintf(url, sizeof url, "%s/slots", r->base);
+	long status;
+	char *body = NULL;
+	size_t len;
+	if (hx_fetch(url, NULL, 10000, 4u << 20, &status, &body, &len, err) < 0)
+		return -1;
+	cJSON *j = status == 200 ? cJSON_ParseWithLength(body, len) : NULL;
+	if (!cJSON_IsArray(j)) {
+		ar_err_set(err, AR_EBACKEND, "GET %s answered HTTP %ld: %.200s", url, status, body ? body : "");
+		cJSON_Delete(j);
+		free(body);
+		return -1;
+	}
+	free(body);
+	const cJSON *slot;
+	int rc = 0;
+	cJSON_ArrayForEach(slot, j) {
+		int64_t id;
+		if (!jsonh_int(cJSON_GetObjectItemCaseSensitive(slot, "id"), &id))
+			continue;
+		snprintf(url, sizeof url, "%s/slots/%lld?action=erase", r->base, (long long)id);
+		if (hx_fetch(url, "{}", 10000, 1u << 20, &status, &body, &len, err) < 0) {
+			rc = -1;
+			break;
+		}
+		if (status != 200) {
+			rc = ar_err_set(err, AR_EBACKEND, "POST %s answered HTTP %ld (start llama-server with --slot-save-path "
+					"for slot actions): %.200s", url, status, body ? body : "");
+			free(body);
+			break;
+		}
+		free(body);
+	}
+	cJSON_Delete(j);
+	return rc;
+}
+
 /* Merges --extra members into a request body (a JSON object). */
 static int add_extra(const struct engine_cfg *cfg, struct buf *b)
 {
@@ -570,9 +691,13 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 		if (end_session && ses && !warmup_only) {
 			/* the cold pass of the session that just ended */
 			for (size_t k = 0; k < ncold && !r->stop; k++) {
+				if (cfg->cold_erase && r->ad && r->ad->llama_extras && erase_slots(r, err) < 0) {
+					rc = -1;
+					goto out;
+				}
 				struct turn_req t = {path, ses, cold[k].turn, turns_of(ti, ses->id), repeat, "cold",
 						     cold[k].context_tokens, cold[k].max_tokens, cold[k].body,
-						     cold[k].body_len, false};
+						     cold[k].body_len, false, &cold[k].sp};
 				progress(r, &t);
 				struct engine_request q;
 				if (request(r, &t, &q, NULL, err) < 0) {
@@ -587,8 +712,10 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 			}
 		}
 		if (end_session) {
-			for (size_t k = 0; k < ncold; k++)
+			for (size_t k = 0; k < ncold; k++) {
 				free(cold[k].body);
+				sim_prompt_free(&cold[k].sp);
+			}
 			ncold = 0;
 		}
 		if (n == TRACE_EOF || r->stop) {
@@ -628,7 +755,8 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 		struct req_ctx rq = {ses, &cv, nonce, cfg->model, max_tokens, cfg->num_ctx, cfg->plain, false, r->base, cfg->token_ids,
 				     cfg->max_tokens_field};
 		buf_reset(&r->req_body);
-		if (r->ad->build(r->ad, &rq, &r->req_body, err) < 0) {
+		if (r->sim ? sim_prompt_build(&r->sp, ses, &cv, nonce, err) < 0
+			   : r->ad->build(r->ad, &rq, &r->req_body, err) < 0) {
 			trace_item_clear(&it);
 			rc = -1;
 			goto out;
@@ -639,7 +767,7 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 			goto out;
 		}
 		struct turn_req t = {path, ses, turn->i, turns_of(ti, ses->id), repeat, "warm", ctx, max_tokens,
-				     r->req_body.data, r->req_body.len, warmup_only};
+				     r->req_body.data, r->req_body.len, warmup_only, &r->sp};
 		/* is this turn one of the cold pass? */
 		bool want_cold = false;
 		if (!warmup_only && cfg->cold == COLD_EVERY)
@@ -674,13 +802,18 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 			struct req_ctx cq = rq;
 			cq.nonce = cn;
 			struct buf cb = BUF_INIT;
-			if (r->ad->build(r->ad, &cq, &cb, err) < 0 || add_extra(cfg, &cb) < 0) {
+			struct sim_prompt csp;
+			sim_prompt_init(&csp);
+			if (r->sim ? sim_prompt_build(&csp, ses, &cv, cn, err) < 0
+				   : (r->ad->build(r->ad, &cq, &cb, err) < 0 || add_extra(cfg, &cb) < 0)) {
 				buf_free(&cb);
+				sim_prompt_free(&csp);
 				trace_item_clear(&it);
 				rc = -1;
 				goto out;
 			}
 			struct cold_item *c = &cold[ncold++];
+			c->sp = csp;
 			c->turn = turn->i;
 			c->context_tokens = ctx;
 			c->max_tokens = max_tokens;
@@ -727,8 +860,10 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 	}
 out:
 	trace_item_clear(&it);
-	for (size_t k = 0; k < ncold; k++)
+	for (size_t k = 0; k < ncold; k++) {
 		free(cold[k].body);
+		sim_prompt_free(&cold[k].sp);
+	}
 	free(cold);
 	buf_free(&gen);
 	convo_free(&cv);
@@ -793,13 +928,28 @@ int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, i
 	int rc = -1;
 	if (!tis)
 		return ar_err_set(err, AR_ENOMEM, "out of memory");
-	if (!(r.ad = adapter_find(cfg->backend))) {
-		ar_err_set(err, AR_EINVAL, "unknown backend '%s' (known: %s)", cfg->backend, adapter_names());
+	sim_prompt_init(&r.sp);
+	bool simulated = !strcmp(cfg->backend, "sim");
+	if (!simulated && !(r.ad = adapter_find(cfg->backend))) {
+		ar_err_set(err, AR_EINVAL, "unknown backend '%s' (known: sim, %s)", cfg->backend, adapter_names());
 		goto out;
 	}
 	for (size_t i = 0; i < cfg->n_traces; i++)
 		if (validate(&r, cfg->traces[i], &tis[i], err) < 0)
 			goto out;
+	rng_seed(&r.rng, (uint64_t)clock_now() ^ (uint64_t)config_id << 32);
+	if (simulated) {
+		/* in-process, virtual time: no transport, no warmup (nothing to load) */
+		if (sim_new(&r.sim, cfg->sim_spec && *cfg->sim_spec ? cfg->sim_spec : NULL, err) < 0)
+			goto out;
+		int none = 0;
+		for (int rep = 0; rep < cfg->repeats && !r.stop; rep++)
+			for (size_t i = 0; i < cfg->n_traces && !r.stop; i++)
+				if (replay_trace(&r, cfg->traces[i], &tis[i], rep, false, &none, err) < 0)
+					goto out;
+		rc = 0;
+		goto out;
+	}
 	if (rules_load(&r.rules, cfg->rules_dir ? cfg->rules_dir : rules_default_dir(), r.ad->family, err) < 0)
 		goto out;
 	if (hx_loop_new(&r.loop, err) < 0)
@@ -811,7 +961,6 @@ int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, i
 	snprintf(r.base, sizeof r.base, "%.*s", (int)ul, cfg->url);
 	snprintf(r.endpoint, sizeof r.endpoint, "POST %s", r.ad->path);
 	snprintf(r.metrics_url, sizeof r.metrics_url, "%.*s/metrics", (int)ul, cfg->url);
-	rng_seed(&r.rng, (uint64_t)clock_now() ^ (uint64_t)config_id << 32);
 	if (!reachable(&r, err))
 		goto out;
 	double probe;
@@ -833,5 +982,7 @@ out:
 	rules_free(r.rules);
 	hx_loop_free(r.loop);
 	buf_free(&r.req_body);
+	sim_prompt_free(&r.sp);
+	sim_free(r.sim);
 	return rc;
 }

@@ -31,8 +31,9 @@
 enum cold_mode { COLD_TIERS, COLD_EVERY, COLD_DEEPEST, COLD_NONE };
 
 struct engine_cfg {
-	const char *backend; /* adapter name: openai, llama-server, ollama, anthropic */
-	const char *url;     /* base URL, e.g. http://127.0.0.1:8080 */
+	const char *backend; /* sim, or an adapter name: openai, llama-server, ollama, anthropic */
+	const char *url;     /* base URL, e.g. http://127.0.0.1:8080 (not for sim) */
+	const char *sim_spec; /* sim: key=value profile spec, NULL for the default */
 	const char *model;
 	const char *const *traces;
 	size_t n_traces;
@@ -48,6 +49,7 @@ struct engine_cfg {
 	bool plain;      /* no ignore_eos/min_tokens */
 	bool token_ids;  /* llama-server: send token ids, tokenized before the clock starts */
 	int max_tokens_field; /* openai: 0 max_tokens, 1 max_completion_tokens, 2 both */
+	bool cold_erase;      /* llama-server: also erase every slot before each cold request */
 	int64_t num_ctx; /* ollama */
 	const char *rules_dir;
 	const char *extra_json; /* members merged into every request body: a JSON object's inside, e.g. "\"grammar\":\"...\"" */

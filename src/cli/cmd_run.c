@@ -17,16 +17,18 @@
 
 enum {
 	O_BACKEND = 1, O_MODEL, O_DB, O_REPEATS, O_WARMUP, O_COLD, O_HISTORY, O_UNTIL_FAIL, O_SLO, O_TTFT_TIMEOUT,
-	O_STALL_TIMEOUT, O_JSON, O_QUIET, O_PLAIN, O_NUM_CTX, O_RULES, O_LENIENT, O_MAXLINE, O_EXTRA, O_TOKEN_IDS, O_MAXFIELD,
+	O_STALL_TIMEOUT, O_JSON, O_QUIET, O_PLAIN, O_NUM_CTX, O_RULES, O_LENIENT, O_MAXLINE, O_EXTRA, O_TOKEN_IDS, O_MAXFIELD, O_COLD_ERASE,
 };
 
 static const struct cli_opt run_opts[] = {
-	{"backend", 'b', "SPEC", "openai:URL, llama-server:URL, ollama:URL or anthropic:URL", O_BACKEND},
+	{"backend", 'b', "SPEC", "sim[:key=value,...] (default), openai:URL, llama-server:URL, ollama:URL, anthropic:URL", O_BACKEND},
 	{"model", 'm', "NAME", "model name sent in each request", O_MODEL},
 	{"db", 0, "FILE", "results store (default agentreplay.db)", O_DB},
 	{"repeats", 'n', "N", "measured replays per configuration (default 3)", O_REPEATS},
 	{"warmup", 0, "N", "warmup requests before measuring (default 1)", O_WARMUP},
 	{"cold", 0, "MODE", "tiers (default: first turn and 32k/64k/128k), deepest (first and deepest turn), every, none", O_COLD},
+	{"cold-erase", 0, NULL, "llama-server: also erase every slot before each cold request (needs its --slot-save-path)",
+	 O_COLD_ERASE},
 	{"history", 0, "MODE", "recorded (default): the trace's answers; generated: the backend's", O_HISTORY},
 	{"until-fail", 0, NULL, "stop at the first turn that is not ok and report the failure point", O_UNTIL_FAIL},
 	{"slo", 0, "LIST", "thresholds that make a completed turn an 'slo' failure: ttft_ms=N,decode_tps=N", O_SLO},
@@ -137,6 +139,7 @@ static int run_opt(void *ctx, int id, const char *val, struct ar_err *err)
 	case O_QUIET: c->quiet = true; break;
 	case O_PLAIN: c->e.plain = true; break;
 	case O_TOKEN_IDS: c->e.token_ids = true; break;
+	case O_COLD_ERASE: c->e.cold_erase = true; break;
 	case O_MAXFIELD:
 		if (!strcmp(val, "max_tokens"))
 			c->e.max_tokens_field = 0;
@@ -353,8 +356,10 @@ static void fmt_ms(char *out, size_t n, double ms)
 		snprintf(out, n, "%.0f ms", ms);
 }
 
-static void print_table(const struct view *v, const struct engine_summary *sum)
+static void print_table(const struct view *v, const struct engine_summary *sum, const char *simulated)
 {
+	if (simulated)
+		printf("SIMULATED: %s (modelled, not measured)\n\n", simulated);
 	printf("%-18s %5s %9s %9s %10s %10s %11s  %s\n", "session", "turn", "context", "cached", "TTFT warm", "TTFT cold",
 	       "decode", "outcome");
 	for (size_t i = 0; i < v->n; i++) {
@@ -436,23 +441,28 @@ static int run_run(int argc, char **argv)
 	static const char *default_trace[] = {AR_SOURCE_DIR "/traces/examples/small-session.jsonl"};
 	c.e.traces = npos ? (const char *const *)argv : default_trace;
 	c.e.n_traces = npos ? (size_t)npos : 1;
-	if (!c.spec) {
-		cli_error("run: no backend given: --backend openai:URL, llama-server:URL, ollama:URL or anthropic:URL");
-		return EXIT_USAGE;
-	}
+	if (!c.spec)
+		c.spec = "sim"; /* the built-in simulated backend: no server, no GPU */
 	const char *colon = strchr(c.spec, ':');
-	if (!colon || !colon[1]) {
-		cli_error("run: backend '%s' needs a URL: KIND:URL, e.g. llama-server:http://127.0.0.1:8080", c.spec);
-		return EXIT_USAGE;
-	}
-	snprintf(c.backend_buf, sizeof c.backend_buf, "%.*s", (int)(colon - c.spec), c.spec);
-	snprintf(c.url_buf, sizeof c.url_buf, "%s", colon + 1);
-	if (strncmp(c.url_buf, "http://", 7) && strncmp(c.url_buf, "https://", 8)) {
-		cli_error("run: '%s' is not an http:// or https:// URL", c.url_buf);
-		return EXIT_USAGE;
+	if (!strncmp(c.spec, "sim", 3) && (c.spec[3] == '\0' || c.spec[3] == ':')) {
+		snprintf(c.backend_buf, sizeof c.backend_buf, "sim");
+		c.e.sim_spec = colon ? colon + 1 : NULL;
+		c.url_buf[0] = '\0';
+	} else {
+		if (!colon || !colon[1]) {
+			cli_error("run: backend '%s' needs a URL: KIND:URL, e.g. llama-server:http://127.0.0.1:8080", c.spec);
+			return EXIT_USAGE;
+		}
+		snprintf(c.backend_buf, sizeof c.backend_buf, "%.*s", (int)(colon - c.spec), c.spec);
+		snprintf(c.url_buf, sizeof c.url_buf, "%s", colon + 1);
+		if (strncmp(c.url_buf, "http://", 7) && strncmp(c.url_buf, "https://", 8)) {
+			cli_error("run: '%s' is not an http:// or https:// URL", c.url_buf);
+			return EXIT_USAGE;
+		}
 	}
 	c.e.backend = c.backend_buf;
-	c.e.url = c.url_buf;
+	c.e.url = c.url_buf[0] ? c.url_buf : NULL;
+	bool simulated = !strcmp(c.backend_buf, "sim");
 	c.e.stop = &stop_flag;
 
 	struct ar_err err = {0};
@@ -481,7 +491,7 @@ static int run_run(int argc, char **argv)
 	char *traces_s = cJSON_PrintUnformatted(traces);
 	char name[256];
 	snprintf(name, sizeof name, "%s %s", c.spec, c.e.model ? c.e.model : "");
-	struct store_config sc = {name, c.e.backend, c.e.url, c.e.model, false, params_s, traces_s};
+	struct store_config sc = {name, c.e.backend, c.e.url, c.e.model, simulated, params_s, traces_s};
 	int rc = EXIT_OK;
 	if (store_run_begin(st, cmdline, host, &run_id, &err) < 0 || store_config_add(st, run_id, &sc, &config_id, &err) < 0) {
 		cli_error_err(&err);
@@ -525,12 +535,15 @@ static int run_run(int argc, char **argv)
 		cJSON *co = cJSON_CreateObject();
 		cJSON_AddStringToObject(co, "name", name);
 		cJSON_AddStringToObject(co, "backend", c.e.backend);
-		cJSON_AddStringToObject(co, "url", c.e.url);
+		if (c.e.url)
+			cJSON_AddStringToObject(co, "url", c.e.url);
+		else
+			cJSON_AddNullToObject(co, "url");
 		if (c.e.model)
 			cJSON_AddStringToObject(co, "model", c.e.model);
 		else
 			cJSON_AddNullToObject(co, "model");
-		cJSON_AddBoolToObject(co, "simulated", 0);
+		cJSON_AddBoolToObject(co, "simulated", simulated);
 		cJSON_AddItemToObject(co, "requests", v.requests);
 		v.requests = NULL;
 		cJSON_AddItemToObject(co, "failure", failure ? failure : cJSON_CreateNull());
@@ -543,7 +556,7 @@ static int run_run(int argc, char **argv)
 		cJSON_free(s);
 		cJSON_Delete(root);
 	} else {
-		print_table(&v, &sum);
+		print_table(&v, &sum, simulated ? (c.e.sim_spec && *c.e.sim_spec ? c.e.sim_spec : "sim (default profile)") : NULL);
 	}
 	if (er == 0) {
 		if (sum.interrupted)
@@ -568,13 +581,15 @@ out:
 const struct cli_cmd cmd_run = {
 	.name = "run",
 	.summary = "Replay traces turn by turn against a backend; measure and store every request.",
-	.usage = "run [TRACE...] --backend KIND:URL [--model NAME] [options]",
+	.usage = "run [TRACE...] [--backend sim[:SPEC]|KIND:URL] [--model NAME] [options]",
 	.description =
 		"Each configuration gets warmup request(s), then --repeats full replays, each with its own\n"
 		"nonce at the start of the prompt so no repeat inherits another's prefix cache. The warm pass\n"
 		"is the natural replay; the cold pass re-sends selected turns (--cold) with fresh nonces.\n"
 		"Every request is committed to --db before the next one starts. Without TRACE, the bundled\n"
-		"example session is replayed.\n"
+		"example session is replayed. Without --backend, the built-in simulated backend answers\n"
+		"(sim:model=...,quant=...,hw=...,engine=...,kv=...,ctx=...; see 'agentreplay sim profiles'),\n"
+		"in modelled time, and every row is marked simulated.\n"
 		"\n"
 		"exit: 0 ok (a failure point found under --until-fail is a result), 1 some turn failed,\n"
 		"2 usage or input error, 3 backend unreachable, 130 interrupted (the row in flight is kept).",
