@@ -291,6 +291,47 @@ def sigint_keeps_rows():
 
 
 @case
+def metrics_and_slo():
+    # no usage and no timings: the cached tokens of each request come from the
+    # difference of the server's /metrics counters read around it
+    s = Server("--ttft-ms", "30", "--itl-ms", "1", "--fault", "no_usage")
+    rc, out, err = run(s.url, "--slo", "ttft_ms=25")
+    s.stop()
+    rs = reqs(out)
+    check("metrics source", all(r["cached_source"] == "metrics" for r in rs), [r["cached_source"] for r in rs])
+    check("metrics cached", all(r["cached_tokens"] > 0 for r in rs[1:5]), [r["cached_tokens"] for r in rs])
+    # every turn took 30 ms > the 25 ms SLO: class slo, exit 1
+    check("slo", all(r["outcome"] == "slo" and "over the SLO" in r["evidence"] for r in rs), [r["outcome"] for r in rs])
+    check("slo rc", rc == 1, rc)
+
+
+@case
+def sim_serve_peer():
+    # agentreplay's own simulated server as the peer of a real HTTP replay
+    pf = os.path.join(work, "simport")
+    if os.path.exists(pf):
+        os.unlink(pf)
+    p = subprocess.Popen([AR, "sim", "serve", "--port", "0", "--port-file", pf, "--time-scale", "50",
+                          "--profile", "hw=h100-80g,model=llama-3.1-8b,quant=bf16,engine=llama-server"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if os.path.exists(pf) and open(pf).read().strip():
+                break
+            time.sleep(0.01)
+        url = f"http://127.0.0.1:{open(pf).read().strip()}"
+        rc, out, err = run(url, "--repeats", "2", "--cold", "tiers")
+        check("sim serve rc", rc == 0, f"{rc} {err}")
+        rs = [r for r in reqs(out) if r["cache"] == "warm" and r["repeat"] == 0]
+        check("sim serve ok", all(r["outcome"] == "ok" for r in reqs(out)), [r["outcome"] for r in reqs(out)])
+        check("sim serve cache", all(r["cached_tokens"] > 0 for r in rs[1:5]), [r["cached_tokens"] for r in rs])
+        check("sim serve timings", all("timings" in r["server"] for r in rs), rs[0]["server"])
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+@case
 def store_rows():
     s = Server("--ttft-ms", "10", "--itl-ms", "1")
     db = os.path.join(work, "rows.db")
