@@ -255,7 +255,7 @@ static int do_request(struct run *r, const struct turn_req *t, struct xreq *x, s
 	static const char *const headers_json[] = {"Content-Type: application/json", NULL};
 	struct hx_opts o = {cfg->ttft_timeout, cfg->stall_timeout, 30 * AR_NS_PER_S};
 	struct hx_callbacks cb = {on_status, on_body, on_done};
-	char wall[32];
+	static char wall[32]; /* when the request was sent; valid until the next request */
 	clock_wall_iso8601(wall, sizeof wall);
 	if (!hx_start(r->loop, r->url, r->ad->wire == WIRE_SSE ? headers_sse : headers_json, t->body, t->body_len, &o,
 		      &cb, x, err))
@@ -276,7 +276,7 @@ static int do_request(struct run *r, const struct turn_req *t, struct xreq *x, s
 	row->turn = t->turn;
 	row->repeat = t->repeat;
 	row->cache = t->cache;
-	row->wall_time = NULL;
+	row->wall_time = wall;
 	row->context_tokens_est = t->context_tokens;
 	row->requested_tokens = t->max_tokens;
 	row->http_status = (int)res->status;
@@ -366,7 +366,6 @@ static int do_request(struct run *r, const struct turn_req *t, struct xreq *x, s
 		row->server_json = NULL;
 	out->trace = t->trace;
 	out->session_turns = t->turns;
-	(void)wall;
 	if (t->warmup)
 		return 0;
 	if (store_request_add(r->st, r->config_id, row, err) < 0)
@@ -389,8 +388,10 @@ static int sim_do_request(struct run *r, const struct turn_req *t, struct engine
 		return -1;
 	struct store_request *row = &out->row;
 	memset(out, 0, sizeof *out);
-	static char evidence[600], flags[64];
+	static char evidence[600], flags[64], wall[32];
 	static struct buf server = BUF_INIT;
+	clock_wall_iso8601(wall, sizeof wall);
+	row->wall_time = wall;
 	row->session = t->ses->id;
 	row->turn = t->turn;
 	row->repeat = t->repeat;
