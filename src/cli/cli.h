@@ -59,6 +59,7 @@ int cli_finish(int rc);
 
 /* The subcommands. */
 extern const struct cli_cmd cmd_trace;
+extern const struct cli_cmd cmd_gen;
 extern const struct cli_cmd cmd_sim;
 extern const struct cli_cmd cmd_run;
 

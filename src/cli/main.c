@@ -8,6 +8,7 @@
 static const struct cli_cmd *const commands[] = {
 	&cmd_run,
 	&cmd_trace,
+	&cmd_gen,
 	&cmd_sim,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
