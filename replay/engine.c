@@ -58,8 +58,6 @@ static int on_line(void *ud, const char *line, size_t len)
 static int on_status(void *ud, long status, ar_ns t)
 {
 	struct xreq *x = ud;
-	const char *ct = x->res.content_type;
-	(void)ct;
 	x->streaming = status >= 200 && status < 300;
 	return 0;
 }
