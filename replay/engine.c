@@ -153,6 +153,7 @@ struct run {
 	bool stop;
 	struct sim *sim;      /* the in-process simulated backend, or NULL */
 	struct sim_prompt sp; /* its prompt of the current turn */
+	ar_ns t_begin;        /* clock_now() when engine_run began: sent_ns counts from here */
 };
 
 static void note(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -325,6 +326,10 @@ static int do_request(struct run *r, const struct turn_req *t, struct xreq *x, s
 		}
 	}
 	row->mem_peak_bytes = row->mem_end_bytes = -1;
+	row->gpu_peak_bytes = row->host_drop_bytes = -1;
+	row->kv_usage = NAN;
+	row->sent_ns = t0 - r->t_begin;
+	row->in_flight = 1;
 
 	/* ---- classify ---- */
 	struct outcome oc;
@@ -413,6 +418,10 @@ static int sim_do_request(struct run *r, const struct turn_req *t, struct engine
 	row->e2e_ms = sr.e2e_ms;
 	row->mem_peak_bytes = sr.mem_peak_bytes;
 	row->mem_end_bytes = sr.mem_bytes;
+	row->gpu_peak_bytes = row->host_drop_bytes = -1;
+	row->kv_usage = NAN;
+	row->sent_ns = -1; /* modelled time: no wall clock */
+	row->in_flight = 1;
 	row->http_status = sr.http_status;
 	row->outcome = sr.outcome;
 	snprintf(evidence, sizeof evidence, "%s", sr.evidence ? sr.evidence : "");
@@ -917,6 +926,7 @@ int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, i
 	memset(sum, 0, sizeof *sum);
 	sum->failure.mem_bytes = -1;
 	r.cfg = cfg;
+	r.t_begin = clock_now();
 	r.st = st;
 	r.run_id = run_id;
 	r.config_id = config_id;

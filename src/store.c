@@ -79,6 +79,22 @@ static const char *const migrations[] = {
 	"  t_ns INTEGER NOT NULL,"
 	"  rss_bytes INTEGER, pss_bytes INTEGER, gpu_bytes INTEGER,"
 	"  host_available_bytes INTEGER, kv_usage REAL);",
+	/* 1 -> 2: sweeps (config file identity, shards, managed servers), memory
+	 * per request and its fitted model, concurrency per request. */
+	"ALTER TABLE runs ADD COLUMN config_path TEXT;"
+	"ALTER TABLE runs ADD COLUMN config_hash TEXT;"
+	"ALTER TABLE runs ADD COLUMN shard TEXT;"
+	"ALTER TABLE configs ADD COLUMN key TEXT;"
+	"ALTER TABLE configs ADD COLUMN log_path TEXT;"
+	"ALTER TABLE configs ADD COLUMN server_pid INTEGER;"
+	"ALTER TABLE configs ADD COLUMN mem_json TEXT;"
+	"CREATE INDEX configs_key ON configs(key);"
+	"ALTER TABLE requests ADD COLUMN gpu_peak_bytes INTEGER;"
+	"ALTER TABLE requests ADD COLUMN host_drop_bytes INTEGER;"
+	"ALTER TABLE requests ADD COLUMN kv_usage REAL;"
+	"ALTER TABLE requests ADD COLUMN sent_ns INTEGER;"
+	"ALTER TABLE requests ADD COLUMN in_flight INTEGER;"
+	"ALTER TABLE mem_samples ADD COLUMN procs INTEGER;",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -308,8 +324,8 @@ int store_config_add(struct store *s, int64_t run_id, const struct store_config 
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->db,
-			       "INSERT INTO configs(run_id, name, backend, url, model, simulated, params_json, trace_json)"
-			       " VALUES(?,?,?,?,?,?,?,?)",
+			       "INSERT INTO configs(run_id, name, backend, url, model, simulated, params_json, trace_json,"
+			       " key) VALUES(?,?,?,?,?,?,?,?,?)",
 			       -1, &st, NULL) != SQLITE_OK)
 		return db_err(s, err, "cannot record the config");
 	sqlite3_bind_int64(st, 1, run_id);
@@ -320,6 +336,7 @@ int store_config_add(struct store *s, int64_t run_id, const struct store_config 
 	sqlite3_bind_int(st, 6, c->simulated);
 	bind_text(st, 7, c->params_json);
 	bind_text(st, 8, c->trace_json);
+	bind_text(st, 9, c->key);
 	int rc = step_done(s, st, "cannot record the config", err);
 	sqlite3_finalize(st);
 	if (rc == 0)
@@ -350,8 +367,9 @@ int store_request_add(struct store *s, int64_t config_id, const struct store_req
 			       " context_tokens_est, requested_tokens, prompt_tokens, cached_tokens, cached_source,"
 			       " completion_tokens, completion_source, connect_ms, ttfb_ms, ttft_ms, decode_tps,"
 			       " prefill_tps, itl_p50_ms, itl_p90_ms, itl_p99_ms, e2e_ms, mem_peak_bytes,"
-			       " mem_end_bytes, http_status, outcome, evidence, flags, server_json)"
-			       " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+			       " mem_end_bytes, http_status, outcome, evidence, flags, server_json,"
+			       " gpu_peak_bytes, host_drop_bytes, kv_usage, sent_ns, in_flight)"
+			       " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 			       -1, &s->ins_request, NULL) != SQLITE_OK)
 		return db_err(s, err, "cannot prepare the request insert");
 	sqlite3_stmt *st = s->ins_request;
@@ -388,6 +406,11 @@ int store_request_add(struct store *s, int64_t config_id, const struct store_req
 	bind_text(st, i++, r->evidence);
 	bind_text(st, i++, r->flags);
 	bind_text(st, i++, r->server_json);
+	bind_i64(st, i++, r->gpu_peak_bytes);
+	bind_i64(st, i++, r->host_drop_bytes);
+	bind_real(st, i++, r->kv_usage);
+	bind_i64(st, i++, r->sent_ns);
+	bind_i64(st, i++, r->in_flight);
 	/* autocommit: the row is its own transaction, durable when this returns */
 	return step_done(s, st, "cannot record the request", err);
 }
@@ -411,4 +434,85 @@ int store_event_add(struct store *s, int64_t run_id, int64_t config_id, const ch
 	int rc = step_done(s, st, "cannot record an event", err);
 	sqlite3_finalize(st);
 	return rc;
+}
+
+/* UPDATE one text/integer column of a row; the SQL names the column. */
+static int update_row(struct store *s, const char *sql, const char *text, int64_t num, bool use_num, int64_t id,
+		      const char *what, struct ar_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, err, what);
+	if (use_num)
+		bind_i64(st, 1, num);
+	else
+		bind_text(st, 1, text);
+	sqlite3_bind_int64(st, 2, id);
+	int rc = step_done(s, st, what, err);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_run_set_sweep(struct store *s, int64_t run_id, const char *config_path, const char *config_hash,
+			const char *shard, struct ar_err *err)
+{
+	if (update_row(s, "UPDATE runs SET config_path=? WHERE id=?", config_path, 0, false, run_id,
+		       "cannot record the sweep config", err) < 0 ||
+	    update_row(s, "UPDATE runs SET config_hash=? WHERE id=?", config_hash, 0, false, run_id,
+		       "cannot record the sweep config", err) < 0 ||
+	    update_row(s, "UPDATE runs SET shard=? WHERE id=?", shard, 0, false, run_id, "cannot record the shard",
+		       err) < 0)
+		return -1;
+	return 0;
+}
+
+int store_config_set_server(struct store *s, int64_t config_id, const char *log_path, int64_t server_pid,
+			    struct ar_err *err)
+{
+	if (update_row(s, "UPDATE configs SET log_path=? WHERE id=?", log_path, 0, false, config_id,
+		       "cannot record the server log", err) < 0 ||
+	    update_row(s, "UPDATE configs SET server_pid=? WHERE id=?", NULL, server_pid, true, config_id,
+		       "cannot record the server pid", err) < 0)
+		return -1;
+	return 0;
+}
+
+int store_config_set_mem(struct store *s, int64_t config_id, const char *mem_json, struct ar_err *err)
+{
+	return update_row(s, "UPDATE configs SET mem_json=? WHERE id=?", mem_json, 0, false, config_id,
+			  "cannot record the memory model", err);
+}
+
+int store_mem_samples_add(struct store *s, int64_t config_id, const struct store_mem_sample *v, size_t n,
+			  struct ar_err *err)
+{
+	sqlite3_stmt *st;
+	if (n == 0)
+		return 0;
+	if (sqlite3_prepare_v2(s->db,
+			       "INSERT INTO mem_samples(config_id, t_ns, rss_bytes, pss_bytes, gpu_bytes,"
+			       " host_available_bytes, kv_usage, procs) VALUES(?,?,?,?,?,?,?,?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, err, "cannot record memory samples");
+	if (exec(s, "BEGIN", err) < 0) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	for (size_t k = 0; k < n; k++) {
+		sqlite3_bind_int64(st, 1, config_id);
+		sqlite3_bind_int64(st, 2, v[k].t_ns);
+		bind_i64(st, 3, v[k].rss_bytes);
+		bind_i64(st, 4, v[k].pss_bytes);
+		bind_i64(st, 5, v[k].gpu_bytes);
+		bind_i64(st, 6, v[k].host_available_bytes);
+		bind_real(st, 7, v[k].kv_usage);
+		bind_i64(st, 8, v[k].procs);
+		if (step_done(s, st, "cannot record a memory sample", err) < 0) {
+			exec(s, "ROLLBACK", NULL);
+			sqlite3_finalize(st);
+			return -1;
+		}
+	}
+	sqlite3_finalize(st);
+	return exec(s, "COMMIT", err);
 }

@@ -22,7 +22,7 @@
 
 #include "err.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 struct store;
 
@@ -48,6 +48,7 @@ struct store_config {
 	bool simulated;
 	const char *params_json; /* everything else that defines the config */
 	const char *trace_json;  /* trace file(s), session ids, seeds: provenance */
+	const char *key;         /* sweeps: the config's stable identity (resume, merge); NULL for run */
 };
 int store_config_add(struct store *s, int64_t run_id, const struct store_config *c, int64_t *config_id,
 		     struct ar_err *err);
@@ -78,11 +79,38 @@ struct store_request {
 	const char *flags;    /* comma-separated notes: usage_missing, max_tokens_ignored, stopped_early, ... */
 	const char *server_json; /* what the server reported (timings, usage), verbatim-ish */
 	const char *wall_time;   /* ISO-8601 when sent */
+	/* memory (-1/NaN when not sampled) */
+	int64_t gpu_peak_bytes;  /* peak GPU memory of the server's processes during the request */
+	int64_t host_drop_bytes; /* peak drop of host MemAvailable since the server started */
+	double kv_usage;         /* backend's own KV-cache usage ratio (metrics) at the end */
+	/* concurrency */
+	int64_t sent_ns;  /* when sent, ns since the config's replay began */
+	int64_t in_flight; /* requests in flight when this one was sent, itself included */
 };
 int store_request_add(struct store *s, int64_t config_id, const struct store_request *r, struct ar_err *err);
 
 int store_event_add(struct store *s, int64_t run_id, int64_t config_id, const char *kind, const char *detail,
 		    struct ar_err *err);
+
+/* Sweeps: the config file and shard a run executes. */
+int store_run_set_sweep(struct store *s, int64_t run_id, const char *config_path, const char *config_hash,
+			const char *shard, struct ar_err *err);
+/* A managed or attached server: its log file (or NULL) and PID (or -1). */
+int store_config_set_server(struct store *s, int64_t config_id, const char *log_path, int64_t server_pid,
+			    struct ar_err *err);
+/* The fitted memory model and OOM projection of a config, as JSON. */
+int store_config_set_mem(struct store *s, int64_t config_id, const char *mem_json, struct ar_err *err);
+
+/* One memory sample (integers -1 and kv_usage NaN when not known). */
+struct store_mem_sample {
+	int64_t t_ns; /* clock_now() */
+	int64_t rss_bytes, pss_bytes, gpu_bytes, host_available_bytes;
+	double kv_usage;
+	int64_t procs; /* processes in the server's tree */
+};
+/* Appends samples in one transaction. */
+int store_mem_samples_add(struct store *s, int64_t config_id, const struct store_mem_sample *v, size_t n,
+			  struct ar_err *err);
 
 /* The raw handle, for readers (reports) that run their own queries. */
 struct sqlite3 *store_db(struct store *s);

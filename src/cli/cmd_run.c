@@ -491,7 +491,8 @@ static int run_run(int argc, char **argv)
 	char *traces_s = cJSON_PrintUnformatted(traces);
 	char name[256];
 	snprintf(name, sizeof name, "%s %s", c.spec, c.e.model ? c.e.model : "");
-	struct store_config sc = {name, c.e.backend, c.e.url, c.e.model, simulated, params_s, traces_s};
+	struct store_config sc = {.name = name, .backend = c.e.backend, .url = c.e.url, .model = c.e.model,
+				  .simulated = simulated, .params_json = params_s, .trace_json = traces_s};
 	int rc = EXIT_OK;
 	if (store_run_begin(st, cmdline, host, &run_id, &err) < 0 || store_config_add(st, run_id, &sc, &config_id, &err) < 0) {
 		cli_error_err(&err);
