@@ -61,6 +61,10 @@ static int load_file(struct rules *r, const char *path, bool required, struct ar
 	while (fgets(line, sizeof line, f)) {
 		lineno++;
 		size_t len = strlen(line);
+		if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
+			rc = ar_err_set(err, AR_EFORMAT, "%s:%d: line longer than %zu bytes", path, lineno, sizeof line - 2);
+			break;
+		}
 		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = '\0';
 		char *p = line;
@@ -94,7 +98,7 @@ static int load_file(struct rules *r, const char *path, bool required, struct ar
 		}
 		int ec;
 		PCRE2_SIZE eo;
-		pcre2_code *re = pcre2_compile((PCRE2_SPTR)(p + off), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_NO_UTF_CHECK, &ec,
+		pcre2_code *re = pcre2_compile((PCRE2_SPTR)(p + off), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ec,
 					       &eo, NULL);
 		if (!re) {
 			PCRE2_UCHAR msg[256];
@@ -193,7 +197,7 @@ const char *rules_match(const struct rules *r, const char *where, const char *te
 	for (size_t i = 0; i < r->n; i++) {
 		if (!(r->v[i].where & w))
 			continue;
-		int rc = pcre2_match(r->v[i].re, (PCRE2_SPTR)text, n, 0, PCRE2_NO_UTF_CHECK, r->md, NULL);
+		int rc = pcre2_match(r->v[i].re, (PCRE2_SPTR)text, n, 0, 0, r->md, NULL);
 		if (rc < 0)
 			continue;
 		if (evidence) {
