@@ -100,6 +100,16 @@ static const char *const migrations[] = {
 
 static int db_err(struct store *s, struct ar_err *err, const char *what)
 {
+	/* SQLite says "disk I/O error"; the errno behind it says why (disk full,
+	 * file too large, read-only file system) */
+	int e = errno;
+	int code = sqlite3_errcode(s->db) & 0xff; /* primary code of an extended one */
+	if (sqlite3_system_errno(s->db))
+		e = sqlite3_system_errno(s->db);
+	else if (code != SQLITE_IOERR && code != SQLITE_FULL && code != SQLITE_CANTOPEN)
+		e = 0;
+	if (e)
+		return ar_err_set(err, AR_EIO, "store '%s': %s: %s (%s)", s->path, what, sqlite3_errmsg(s->db), strerror(e));
 	return ar_err_set(err, AR_EIO, "store '%s': %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 

@@ -42,6 +42,8 @@ int main(int argc, char **argv)
 {
 	/* a closed pipe (agentreplay ... | head) must not kill us mid-write */
 	signal(SIGPIPE, SIG_IGN);
+	/* a file-size limit (ulimit -f) must give write errors we report, not a silent death */
+	signal(SIGXFSZ, SIG_IGN);
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;
