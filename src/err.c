@@ -25,11 +25,14 @@ int ar_err_set(struct ar_err *e, enum ar_code code, const char *fmt, ...)
 {
 	if (!e)
 		return -1;
-	e->code = code;
+	/* formatted aside first: an argument may be e->msg itself */
+	char msg[AR_ERR_MSG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	e->code = code;
+	memcpy(e->msg, msg, sizeof msg);
 	return -1;
 }
 

@@ -368,17 +368,47 @@ static const char *chat_prompt(const cJSON *req, struct sim_prompt *p)
 }
 
 /* A raw prompt: a string, token ids, or a list of strings. */
+/* Raw prompt text in pieces, so prompts that share a text prefix share
+ * cached pieces (a real server matches to the token; 256 bytes is ~64).
+ * Pieces are also cut at ChatML message starts and after each message
+ * header ("<|im_start|>assistant\n", what /apply-template ends a prompt
+ * with), so the end of the previous prompt is a piece boundary: models whose
+ * state cannot roll back reuse a prefix only up to there. */
+static void add_raw_segment(struct sim_prompt *p, const char *text, size_t len)
+{
+	for (size_t off = 0; off < len; off += 256)
+		sim_prompt_add_raw(p, text + off, len - off < 256 ? len - off : 256, -1);
+}
+
+static void add_raw_text(struct sim_prompt *p, const char *text)
+{
+	static const char mark[] = "<|im_start|>";
+	const char *seg = text;
+	for (const char *m = strstr(text, mark); m; m = strstr(m + 1, mark)) {
+		if (m > seg)
+			add_raw_segment(p, seg, (size_t)(m - seg));
+		const char *nl = strchr(m, '\n');
+		seg = nl ? nl + 1 : m + strlen(m);
+		add_raw_segment(p, m, (size_t)(seg - m));
+		m = seg - 1;
+	}
+	if (*seg)
+		add_raw_segment(p, seg, strlen(seg));
+}
+
 static const char *raw_prompt(const cJSON *v, struct sim_prompt *p)
 {
 	sim_prompt_reset(p);
 	if (cJSON_IsString(v)) {
-		sim_prompt_add_raw(p, v->valuestring, strlen(v->valuestring), -1);
+		/* in pieces, so prompts that share a text prefix share cached pieces
+		 * (a real server matches to the token; 256 bytes is ~64 tokens) */
+		add_raw_text(p, v->valuestring);
 	} else if (cJSON_IsArray(v)) {
 		int64_t ids[SIM_BLOCK_TOKENS];
 		int n = 0;
 		for (const cJSON *e = v->child; e; e = e->next) {
 			if (cJSON_IsString(e)) {
-				sim_prompt_add_raw(p, e->valuestring, strlen(e->valuestring), -1);
+				add_raw_text(p, e->valuestring);
 				continue;
 			}
 			if (!cJSON_IsNumber(e))
@@ -1063,6 +1093,66 @@ static enum MHD_Result handle_tokenize(struct MHD_Connection *c, struct req *q, 
 	return r;
 }
 
+/* POST /apply-template: llama-server renders messages with the model's chat
+ * template and returns the prompt text ({"prompt": ...}); the native
+ * /completion path of the replay engine sends that text back. Rendered as
+ * ChatML (Qwen's template): tools after the system message, tool calls as
+ * <tool_call> JSON, tool results as user turns wrapped in <tool_response>. */
+static enum MHD_Result handle_apply_template(struct MHD_Connection *c, struct req *q)
+{
+	cJSON *j = cJSON_ParseWithLength(q->body.data ? q->body.data : "", q->body.len);
+	const cJSON *msgs = cJSON_GetObjectItem(j, "messages");
+	if (!cJSON_IsArray(msgs) || !cJSON_GetArraySize(msgs)) {
+		cJSON_Delete(j);
+		return error_json(c, 400, "invalid_request_error", "'messages' is required and must be a non-empty array");
+	}
+	const cJSON *tools = cJSON_GetObjectItem(j, "tools");
+	bool have_tools = cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0;
+	struct buf p = BUF_INIT, tmp = BUF_INIT;
+	for (const cJSON *m = msgs->child; m; m = m->next) {
+		const cJSON *role = cJSON_GetObjectItem(m, "role");
+		const char *r = cJSON_IsString(role) ? role->valuestring : "user";
+		bool sys = !strcmp(r, "system");
+		if (have_tools && (m != msgs->child || !sys)) {
+			buf_puts(&p, "<|im_start|>system\n# Tools\n<tools>\n");
+			jsonh_put(&p, tools);
+			buf_puts(&p, "\n</tools><|im_end|>\n");
+			have_tools = false;
+		}
+		const char *text = text_of(cJSON_GetObjectItem(m, "content"), &tmp);
+		if (!strcmp(r, "tool"))
+			buf_printf(&p, "<|im_start|>user\n<tool_response>\n%s\n</tool_response><|im_end|>\n", text);
+		else
+			buf_printf(&p, "<|im_start|>%s\n%s", r, text);
+		const cJSON *calls = cJSON_GetObjectItem(m, "tool_calls");
+		for (const cJSON *tc = cJSON_IsArray(calls) ? calls->child : NULL; tc; tc = tc->next) {
+			const cJSON *fn = cJSON_GetObjectItem(tc, "function");
+			const cJSON *nm = cJSON_GetObjectItem(fn, "name"), *args = cJSON_GetObjectItem(fn, "arguments");
+			buf_printf(&p, "\n<tool_call>\n{\"name\": \"%s\", \"arguments\": %s}\n</tool_call>",
+				   cJSON_IsString(nm) ? nm->valuestring : "", cJSON_IsString(args) ? args->valuestring : "{}");
+		}
+		if (strcmp(r, "tool"))
+			buf_puts(&p, "<|im_end|>\n");
+		if (sys && m == msgs->child && have_tools) {
+			buf_puts(&p, "<|im_start|>system\n# Tools\n<tools>\n");
+			jsonh_put(&p, tools);
+			buf_puts(&p, "\n</tools><|im_end|>\n");
+			have_tools = false;
+		}
+	}
+	buf_puts(&p, "<|im_start|>assistant\n");
+	struct buf b = BUF_INIT;
+	buf_puts(&b, "{\"prompt\":");
+	jsonh_put_string(&b, p.data, p.len);
+	buf_putc(&b, '}');
+	cJSON_Delete(j);
+	enum MHD_Result res = reply_json(c, 200, b.data);
+	buf_free(&b);
+	buf_free(&p);
+	buf_free(&tmp);
+	return res;
+}
+
 /* ---- routing ------------------------------------------------------------------ */
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -1133,6 +1223,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
 		return handle_generate(s, c, q, K_NATIVE);
 	if (post && !strcmp(url, "/tokenize"))
 		return handle_tokenize(c, q, false);
+	if (post && !strcmp(url, "/apply-template"))
+		return handle_apply_template(c, q);
 	if (post && !strcmp(url, "/detokenize"))
 		return handle_tokenize(c, q, true);
 	if (post && !strncmp(url, "/slots", 6)) {

@@ -74,6 +74,16 @@ check "/completion: the repeated prompt is cached but the last token (cache_n 9)
 check "/completion: tokens_predicted and stop_type" grep -q '"tokens_predicted":2,.*"stop_type":"limit"' "$work/c2"
 
 check "/tokenize returns ids" bash -c "curl -s '$(U /tokenize)' -d '{\"content\":\"Hello world, this is a test.\"}' | grep -q '^{\"tokens\":\[[0-9]'"
+# /apply-template + native /completion (the llama-server adapter's path): the rendered prompt ends
+# with the assistant header, and the next turn's prompt (previous prompt + answer + new message)
+# reuses the previous one from the cache
+AT=$(curl -s "$(U /apply-template)" -d '{"messages":[{"role":"system","content":"You are terse. '"$(printf 'Rules apply. %.0s' $(seq 1 80))"'"},{"role":"user","content":"list the files"}]}')
+check "/apply-template ends with the assistant header" python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["prompt"].endswith("<|im_start|>assistant\n") else 1)' "$AT"
+P1=$(printf '%s' "$AT" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["prompt"]))')
+P2=$(python3 -c 'import json,sys; p=json.loads(sys.argv[1]); print(json.dumps(p + "main.c util.c<|im_end|>\n<|im_start|>user\nopen main.c<|im_end|>\n<|im_start|>assistant\n"))' "$P1")
+curl -s "$(U /completion)" -d "{\"prompt\":$P1,\"n_predict\":2}" > /dev/null
+C2=$(curl -s "$(U /completion)" -d "{\"prompt\":$P2,\"n_predict\":2}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["timings"]["cache_n"])')
+check "native /completion reuses the previous turn's prompt (cache_n $C2)" [ "${C2:-0}" -gt 100 ]
 check "/slots lists the slots" bash -c "curl -s '$(U /slots)' | grep -q '\"id\":0,\"n_ctx\":8192'"
 curl -s "$(U /metrics)" > "$work/m"
 check "/metrics: llamacpp counters" grep -q '^llamacpp:prompt_tokens_total [0-9]' "$work/m"
