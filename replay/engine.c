@@ -1450,6 +1450,14 @@ int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, i
 	for (size_t i = 0; i < cfg->n_traces; i++)
 		if (validate(&r, cfg->traces[i], &tis[i], err) < 0)
 			goto out;
+	if (!simulated) {
+		/* sent_ns counts from t_begin: its CLOCK_MONOTONIC value lets rows be
+		 * lined up with memory samples (t_ns) and a server's own log */
+		char ev[96];
+		snprintf(ev, sizeof ev, "{\"t_begin_monotonic_ns\":%lld}", (long long)r.t_begin);
+		if (store_event_add(st, run_id, config_id, "replay_clock", ev, err) < 0)
+			goto out;
+	}
 	rng_seed(&r.rng, (uint64_t)clock_now() ^ (uint64_t)config_id << 32);
 	if (simulated) {
 		/* in-process, virtual time: no transport, no warmup (nothing to load) */
