@@ -28,7 +28,7 @@ import json, os, resource, shutil, sqlite3, subprocess, sys, tempfile, time
 AR, FS = sys.argv[1], sys.argv[2]
 LEVELS = [int(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "1,100,1000").split(",")]
 TURNS = int(sys.argv[4]) if len(sys.argv) > 4 else 3
-TOKENS = int(sys.argv[5]) if len(sys.argv) > 5 else 20
+TOKENS = int(sys.argv[5]) if len(sys.argv) > 5 else 8
 TTFT_MS, PAD = 20, 32
 ITL_MS = float(os.environ.get("ITL_MS", "25"))  # 40 tok/s per session: 40k tok/s at 1,000 sessions
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -91,8 +91,8 @@ def errors(rows, tr):
 
 
 def turns_for(L):
-    # at least ~200 measured requests per level
-    return max(TURNS, -(-200 // L) + 1)
+    # at least ~100 measured requests per level
+    return max(TURNS, -(-100 // L) + 1)
 
 
 def run_ours(L):
