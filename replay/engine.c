@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "adapter.h"
@@ -23,6 +24,8 @@
 
 /* ---- one request -------------------------------------------------------- */
 
+struct done_list;
+
 struct xreq {
 	const struct adapter *ad;
 	int64_t asked;      /* max_tokens of the request */
@@ -37,6 +40,18 @@ struct xreq {
 	struct hx_result res;
 	bool done;
 	ar_ns t_chunk; /* arrival time of the chunk being parsed */
+	char wall[32];     /* wall clock when sent */
+	int64_t in_flight; /* requests in flight when sent, itself included */
+	bool use_metrics;  /* cached tokens from /metrics around this request */
+	double cached_before;
+	struct done_list *dl; /* concurrent replay: on_done appends the request here */
+	struct xreq *next_done;
+};
+
+/* Requests that finished in one turn of the event loop, in order. */
+struct done_list {
+	struct xreq *head, **tail;
+	size_t n;
 };
 
 static int on_sse(void *ud, const struct sse_event *ev)
@@ -97,6 +112,13 @@ static void on_done(void *ud, const struct hx_result *r)
 	struct xreq *x = ud;
 	x->res = *r;
 	x->done = true;
+	if (x->dl) {
+		/* O(1): the loop learns which sessions finished without a scan */
+		x->next_done = NULL;
+		*x->dl->tail = x;
+		x->dl->tail = &x->next_done;
+		x->dl->n++;
+	}
 	if (!x->streaming || x->stream_error)
 		return;
 	struct ar_err err = {0};
@@ -239,30 +261,50 @@ struct turn_req {
 	const struct sim_prompt *sp; /* the in-process simulated backend's prompt */
 };
 
-/* Sends one request, waits for it, measures, classifies, stores it. */
-static int do_request(struct run *r, const struct turn_req *t, struct xreq *x, struct engine_request *out,
-		      struct ar_err *err)
+/* Starts one request on the loop (xreq_init included). */
+static int req_start(struct run *r, const struct turn_req *t, struct xreq *x, bool metrics, struct ar_err *err)
 {
 	const struct engine_cfg *cfg = r->cfg;
 	if (xreq_init(x, r->ad, err) < 0)
 		return -1;
 	x->asked = t->max_tokens;
 	x->max_events = 4 * t->max_tokens + 1024;
-	double cached_before = 0;
-	bool use_metrics = r->metrics_ok && !t->warmup && metrics_cached(r, &cached_before);
+	x->use_metrics = metrics && r->metrics_ok && !t->warmup && metrics_cached(r, &x->cached_before);
 	static const char *const headers_sse[] = {"Content-Type: application/json", "Accept: text/event-stream", NULL};
 	static const char *const headers_json[] = {"Content-Type: application/json", NULL};
 	struct hx_opts o = {cfg->ttft_timeout, cfg->stall_timeout, 30 * AR_NS_PER_S};
 	struct hx_callbacks cb = {on_status, on_body, on_done};
-	static char wall[32]; /* when the request was sent; valid until the next request */
-	clock_wall_iso8601(wall, sizeof wall);
+	clock_wall_iso8601(x->wall, sizeof x->wall);
 	if (!hx_start(r->loop, r->url, r->ad->wire == WIRE_SSE ? headers_sse : headers_json, t->body, t->body_len, &o,
 		      &cb, x, err))
+		return -1;
+	x->in_flight = hx_running(r->loop);
+	return 0;
+}
+
+static int req_finish(struct run *r, const struct turn_req *t, struct xreq *x, struct engine_request *out,
+		      struct ar_err *err);
+
+/* Sends one request, waits for it, measures, classifies, stores it. */
+static int do_request(struct run *r, const struct turn_req *t, struct xreq *x, struct engine_request *out,
+		      struct ar_err *err)
+{
+	if (req_start(r, t, x, true, err) < 0)
 		return -1;
 	while (!x->done)
 		if (hx_run(r->loop, 0, err) < 0)
 			return -1;
+	return req_finish(r, t, x, out, err);
+}
 
+/* Measures a finished request, classifies it, stores it (unless warmup)
+ * and hands it to the observer. */
+static int req_finish(struct run *r, const struct turn_req *t, struct xreq *x, struct engine_request *out,
+		      struct ar_err *err)
+{
+	const struct engine_cfg *cfg = r->cfg;
+	bool use_metrics = x->use_metrics;
+	double cached_before = x->cached_before;
 	/* ---- measure ---- */
 	struct stream_acc *a = &x->acc;
 	struct hx_result *res = &x->res;
@@ -275,7 +317,7 @@ static int do_request(struct run *r, const struct turn_req *t, struct xreq *x, s
 	row->turn = t->turn;
 	row->repeat = t->repeat;
 	row->cache = t->cache;
-	row->wall_time = wall;
+	row->wall_time = x->wall;
 	row->context_tokens_est = t->context_tokens;
 	row->requested_tokens = t->max_tokens;
 	row->http_status = (int)res->status;
@@ -329,7 +371,7 @@ static int do_request(struct run *r, const struct turn_req *t, struct xreq *x, s
 	row->gpu_peak_bytes = row->host_drop_bytes = -1;
 	row->kv_usage = NAN;
 	row->sent_ns = t0 - r->t_begin;
-	row->in_flight = 1;
+	row->in_flight = x->in_flight > 0 ? x->in_flight : 1;
 
 	/* ---- classify ---- */
 	struct outcome oc;
@@ -918,6 +960,458 @@ static bool reachable(struct run *r, struct ar_err *err)
 	}
 }
 
+/* One descriptor per concurrent connection: raise the soft limit to the
+ * hard one when N needs more, and refuse an N the hard limit cannot carry
+ * (rather than failing connections midway). */
+static int raise_nofile(int n, struct ar_err *err)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)(n > 1 ? n : 1) + 64;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return 0;
+	rl.rlim_cur = rl.rlim_max; /* soft to hard */
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		return ar_err_set(err, AR_EINVAL, "--concurrency %d needs %llu file descriptors; the limit is %llu (raise it "
+				  "with ulimit -n)", n, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+	return 0;
+}
+
+/* ---- concurrent replay --------------------------------------------------- */
+
+/* A session of a trace, held in memory for every instance that replays it. */
+struct csrc {
+	const char *trace;
+	const struct trace_info *ti;
+	struct tr_session *ses;
+	struct tr_turn **turns;
+	size_t n, cap;
+};
+
+enum inst_state { INST_PENDING, INST_WAIT, INST_BUSY, INST_DONE };
+
+/* One replay instance: a (session, repeat) with its own history. */
+struct inst {
+	struct xreq x; /* the request in flight (first member: xreq -> inst) */
+	bool x_live;   /* x holds parser state to free */
+	struct csrc *src;
+	int repeat;
+	enum inst_state state;
+	char nonce[64];
+	struct convo cv;
+	size_t k;        /* next warm turn */
+	int next_tier;
+	struct cold_item *cold;
+	size_t ncold, capcold, kcold;
+	ar_ns t_start;   /* when the session started */
+	ar_ns due;       /* INST_WAIT: when its next request is sent */
+	size_t heap_i;
+	struct turn_req tr; /* what is in flight */
+};
+
+struct conc {
+	struct run *r;
+	struct csrc *src;
+	size_t nsrc, capsrc;
+	struct inst *in;
+	size_t nin;
+	ar_ns *arrive; /* per instance, from t0 */
+	struct inst **heap; /* INST_WAIT instances by due */
+	size_t nheap;
+	ar_ns t0;
+	double pace;
+	bool trace_times;
+	size_t active, next;
+	struct done_list dl;
+};
+
+static void heap_swap(struct conc *c, size_t a, size_t b)
+{
+	struct inst *t = c->heap[a];
+	c->heap[a] = c->heap[b];
+	c->heap[b] = t;
+	c->heap[a]->heap_i = a;
+	c->heap[b]->heap_i = b;
+}
+
+static void heap_push(struct conc *c, struct inst *in)
+{
+	size_t i = c->nheap++;
+	c->heap[i] = in;
+	in->heap_i = i;
+	while (i && c->heap[(i - 1) / 2]->due > c->heap[i]->due) {
+		heap_swap(c, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static struct inst *heap_pop(struct conc *c)
+{
+	struct inst *top = c->heap[0];
+	c->heap[0] = c->heap[--c->nheap];
+	c->heap[0]->heap_i = 0;
+	size_t i = 0;
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l < c->nheap && c->heap[l]->due < c->heap[m]->due)
+			m = l;
+		if (l + 1 < c->nheap && c->heap[l + 1]->due < c->heap[m]->due)
+			m = l + 1;
+		if (m == i)
+			break;
+		heap_swap(c, i, m);
+		i = m;
+	}
+	return top;
+}
+
+/* Reads every session of every trace into memory (validated already). */
+static int conc_load(struct conc *c, const struct trace_info *tis, struct ar_err *err)
+{
+	const struct engine_cfg *cfg = c->r->cfg;
+	for (size_t i = 0; i < cfg->n_traces; i++) {
+		struct trace_reader *rd = NULL;
+		if (trace_reader_open(&rd, cfg->traces[i], &cfg->ropts, err) < 0)
+			return -1;
+		for (;;) {
+			struct trace_item it = {0};
+			struct trace_diag d;
+			int n = trace_reader_next(rd, &it, &d, err);
+			if (n == TRACE_EOF)
+				break;
+			if (n == TRACE_FATAL || n == TRACE_BAD) {
+				if (n == TRACE_BAD)
+					ar_err_set(err, AR_EFORMAT, "%s:%llu: the trace changed during the run", cfg->traces[i],
+						   (unsigned long long)trace_reader_line(rd));
+				trace_reader_close(rd);
+				return -1;
+			}
+			if (n != TRACE_ITEM)
+				continue;
+			if (it.kind == TRACE_ITEM_SESSION) {
+				if (c->nsrc == c->capsrc) {
+					size_t cap = c->capsrc ? 2 * c->capsrc : 8;
+					struct csrc *p = realloc(c->src, cap * sizeof *p);
+					if (!p)
+						goto oom;
+					c->src = p;
+					c->capsrc = cap;
+				}
+				struct csrc *s = &c->src[c->nsrc++];
+				memset(s, 0, sizeof *s);
+				s->trace = cfg->traces[i];
+				s->ti = &tis[i];
+				s->ses = it.session;
+				it.session = NULL;
+			} else if (c->nsrc) {
+				struct csrc *s = &c->src[c->nsrc - 1];
+				if (s->n == s->cap) {
+					size_t cap = s->cap ? 2 * s->cap : 16;
+					struct tr_turn **p = realloc(s->turns, cap * sizeof *p);
+					if (!p)
+						goto oom;
+					s->turns = p;
+					s->cap = cap;
+				}
+				s->turns[s->n++] = it.turn;
+				it.turn = NULL;
+			}
+			trace_item_clear(&it);
+			continue;
+		oom:
+			trace_item_clear(&it);
+			trace_reader_close(rd);
+			return ar_err_set(err, AR_ENOMEM, "out of memory");
+		}
+		trace_reader_close(rd);
+	}
+	return 0;
+}
+
+static void inst_release(struct inst *in)
+{
+	if (in->x_live) {
+		xreq_free(&in->x);
+		in->x_live = false;
+	}
+	for (size_t k = 0; k < in->ncold; k++) {
+		free(in->cold[k].body);
+		sim_prompt_free(&in->cold[k].sp);
+	}
+	free(in->cold);
+	in->cold = NULL;
+	in->ncold = in->capcold = in->kcold = 0;
+	convo_free(&in->cv);
+}
+
+/* Builds and sends the instance's next request, or finishes the instance. */
+static int inst_send(struct conc *c, struct inst *in, struct ar_err *err)
+{
+	struct run *r = c->r;
+	const struct engine_cfg *cfg = r->cfg;
+	struct csrc *s = in->src;
+	if (in->x_live) {
+		xreq_free(&in->x);
+		in->x_live = false;
+	}
+	bool warm = in->k < s->n && !r->stop;
+	bool cold = !warm && in->kcold < in->ncold && !r->stop;
+	if (!warm && !cold) {
+		in->state = INST_DONE;
+		inst_release(in);
+		c->active--;
+		return 0;
+	}
+	struct turn_req t;
+	memset(&t, 0, sizeof t);
+	t.trace = s->trace;
+	t.ses = s->ses;
+	t.turns = turns_of(s->ti, s->ses->id);
+	t.repeat = in->repeat;
+	if (cold) {
+		struct cold_item *ci = &in->cold[in->kcold++];
+		t.turn = ci->turn;
+		t.cache = "cold";
+		t.context_tokens = ci->context_tokens;
+		t.max_tokens = ci->max_tokens;
+		t.body = ci->body;
+		t.body_len = ci->body_len;
+	} else {
+		const struct tr_turn *turn = s->turns[in->k++];
+		if (convo_step(&in->cv, turn, err) < 0)
+			return -1;
+		int64_t ctx = convo_tokens(&in->cv);
+		int64_t max_tokens = tr_response_output_tokens(turn->response);
+		struct req_ctx rq = {s->ses, &in->cv, in->nonce, cfg->model, max_tokens, cfg->num_ctx, cfg->plain, false,
+				     r->base, cfg->token_ids, cfg->max_tokens_field};
+		buf_reset(&r->req_body);
+		if (r->ad->build(r->ad, &rq, &r->req_body, err) < 0)
+			return -1;
+		if (add_extra(cfg, &r->req_body) < 0)
+			return ar_err_set(err, AR_ENOMEM, "out of memory");
+		bool want_cold = false;
+		if (cfg->cold == COLD_EVERY)
+			want_cold = true;
+		else if (cfg->cold == COLD_DEEPEST) {
+			const struct sess_info *si = info_of(s->ti, s->ses->id);
+			want_cold = turn->i == 0 || (si && turn->i == si->deepest_turn);
+		} else if (cfg->cold == COLD_TIERS) {
+			want_cold = turn->i == 0;
+			while (in->next_tier < 3 && ctx >= cold_tiers[in->next_tier]) {
+				want_cold = true;
+				in->next_tier++;
+			}
+		}
+		if (want_cold) {
+			if (in->ncold == in->capcold) {
+				size_t cap = in->capcold ? in->capcold * 2 : 4;
+				struct cold_item *c2 = realloc(in->cold, cap * sizeof *c2);
+				if (!c2)
+					return ar_err_set(err, AR_ENOMEM, "out of memory");
+				in->cold = c2;
+				in->capcold = cap;
+			}
+			char cn[64];
+			make_nonce(r, cn, sizeof cn, "cold");
+			struct req_ctx cq = rq;
+			cq.nonce = cn;
+			struct buf cb = BUF_INIT;
+			if (r->ad->build(r->ad, &cq, &cb, err) < 0 || add_extra(cfg, &cb) < 0) {
+				buf_free(&cb);
+				return err->code ? -1 : ar_err_set(err, AR_ENOMEM, "out of memory");
+			}
+			struct cold_item *ci = &in->cold[in->ncold++];
+			memset(ci, 0, sizeof *ci);
+			sim_prompt_init(&ci->sp);
+			ci->turn = turn->i;
+			ci->context_tokens = ctx;
+			ci->max_tokens = max_tokens;
+			ci->body_len = cb.len;
+			ci->body = buf_detach(&cb);
+		}
+		t.turn = turn->i;
+		t.cache = "warm";
+		t.context_tokens = ctx;
+		t.max_tokens = max_tokens;
+		t.body = r->req_body.data;
+		t.body_len = r->req_body.len;
+	}
+	in->tr = t;
+	in->tr.body = NULL; /* hx_start copied it */
+	in->state = INST_BUSY;
+	in->x_live = true;
+	if (req_start(r, &t, &in->x, false, err) < 0)
+		return -1;
+	in->x.dl = &c->dl;
+	return 0;
+}
+
+/* When the instance's next request is due: the recorded pacing, if any. */
+static ar_ns inst_due(const struct conc *c, const struct inst *in)
+{
+	const struct csrc *s = in->src;
+	if (c->pace <= 0 || in->k >= s->n || (in->k == 0 && !c->trace_times))
+		return 0;
+	const struct tr_turn *turn = s->turns[in->k];
+	double t = turn->has_t ? turn->t : 0, t0 = s->turns[0]->has_t ? s->turns[0]->t : 0;
+	if (c->trace_times)
+		return c->t0 + (ar_ns)(c->pace * t * 1e9);
+	return in->t_start + (ar_ns)(c->pace * (t - t0) * 1e9);
+}
+
+/* Sends now, or waits in the heap until the instance's next turn is due. */
+static int inst_next(struct conc *c, struct inst *in, ar_ns now, struct ar_err *err)
+{
+	ar_ns due = inst_due(c, in);
+	if (due > now && !c->r->stop) {
+		in->state = INST_WAIT;
+		in->due = due;
+		heap_push(c, in);
+		return 0;
+	}
+	return inst_send(c, in, err);
+}
+
+static int conc_run(struct run *r, const struct trace_info *tis, struct ar_err *err)
+{
+	const struct engine_cfg *cfg = r->cfg;
+	struct conc c;
+	memset(&c, 0, sizeof c);
+	c.r = r;
+	c.dl.tail = &c.dl.head;
+	int rc = -1;
+	int conc_n = cfg->concurrency > 1 ? cfg->concurrency : 1;
+	c.trace_times = cfg->arrival.kind == ARRIVAL_TRACE;
+	c.pace = cfg->pace < 0 ? (c.trace_times ? 1.0 : 0.0) : cfg->pace;
+	if (conc_load(&c, tis, err) < 0)
+		goto out;
+	if (!c.nsrc) {
+		rc = 0;
+		goto out;
+	}
+	/* instances: every session x repeats, more copies when N asks for more */
+	size_t copies = (size_t)(cfg->repeats > 0 ? cfg->repeats : 1);
+	if (c.nsrc * copies < (size_t)conc_n) {
+		size_t want = ((size_t)conc_n + c.nsrc - 1) / c.nsrc;
+		note(r, "%d concurrent sessions from %zu trace session%s: each is replayed %zu times (repeat = copy, each "
+			"with its own nonce) instead of %zu", conc_n, c.nsrc, c.nsrc == 1 ? "" : "s", want, copies);
+		copies = want;
+	}
+	size_t nsub = 0;
+	for (size_t i = 0; i < c.nsrc; i++)
+		nsub += c.src[i].ses->parent != NULL;
+	if (nsub)
+		note(r, "%zu subagent session%s replayed as independent sessions (not started by their parent)", nsub,
+		     nsub == 1 ? "" : "s");
+	c.nin = c.nsrc * copies;
+	c.in = calloc(c.nin, sizeof *c.in);
+	c.arrive = calloc(c.nin, sizeof *c.arrive);
+	c.heap = calloc(c.nin, sizeof *c.heap);
+	if (!c.in || !c.arrive || !c.heap) {
+		ar_err_set(err, AR_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < c.nin; i++) {
+		/* repeat-major: the first N in flight are as many distinct sessions as there are */
+		c.in[i].src = &c.src[i % c.nsrc];
+		c.in[i].repeat = (int)(i / c.nsrc);
+		c.in[i].state = INST_PENDING;
+	}
+	arrival_schedule(&cfg->arrival, cfg->seed, c.nin, c.arrive);
+	hx_loop_set_max_conns(r->loop, (long)conc_n + 16);
+	c.t0 = clock_now();
+	for (;;) {
+		ar_ns now = clock_now();
+		if (cfg->stop && *cfg->stop && !r->stop) {
+			r->stop = true;
+			r->sum->interrupted = true;
+		}
+		/* start sessions whose arrival has come, while there is a slot */
+		while (!r->stop && c.active < (size_t)conc_n && c.next < c.nin && c.t0 + c.arrive[c.next] <= now) {
+			struct inst *in = &c.in[c.next++];
+			convo_init(&in->cv, false);
+			convo_reset(&in->cv, in->src->ses);
+			make_nonce(r, in->nonce, sizeof in->nonce, "run");
+			in->t_start = now;
+			c.active++;
+			if (inst_next(&c, in, now, err) < 0)
+				goto out;
+		}
+		/* paced turns that are due */
+		while (c.nheap && (c.heap[0]->due <= now || r->stop)) {
+			struct inst *in = heap_pop(&c);
+			if (inst_send(&c, in, err) < 0)
+				goto out;
+		}
+		if (c.active == 0 && (r->stop || c.next >= c.nin))
+			break;
+		ar_ns until = c.nheap ? c.heap[0]->due : 0;
+		if (!r->stop && c.active < (size_t)conc_n && c.next < c.nin) {
+			ar_ns a = c.t0 + c.arrive[c.next];
+			if (!until || a < until)
+				until = a;
+		}
+		if (until == 0 && !hx_running(r->loop))
+			break; /* nothing can happen any more (cannot be: active > 0 means busy or waiting) */
+		if (cfg->stop && (!until || until > now + 200 * AR_NS_PER_MS))
+			until = now + 200 * AR_NS_PER_MS; /* notice a signal soon */
+		if (hx_poll(r->loop, until, err) < 0)
+			goto out;
+		if (!c.dl.n)
+			continue;
+		/* the rows of requests that finished together, in one transaction,
+		 * committed before any of their sessions sends its next request */
+		bool tx = c.dl.n > 1;
+		if (tx && store_tx_begin(r->st, err) < 0)
+			goto out;
+		for (struct xreq *x = c.dl.head; x; x = x->next_done) {
+			struct inst *in = (struct inst *)x;
+			struct engine_request q;
+			if (req_finish(r, &in->tr, &in->x, &q, err) < 0)
+				goto out;
+			failure_from(r, &q);
+			if (strcmp(q.row.outcome, "ok") && cfg->until_fail)
+				r->stop = true;
+			if (cfg->history_generated && !strcmp(in->tr.cache, "warm") && !strcmp(q.row.outcome, "ok") &&
+			    convo_set_generated(&in->cv, in->x.acc.text.data ? in->x.acc.text.data : "", in->x.acc.text.len) < 0) {
+				ar_err_set(err, AR_ENOMEM, "out of memory");
+				goto out;
+			}
+		}
+		if (tx && store_tx_commit(r->st, err) < 0)
+			goto out;
+		now = clock_now();
+		struct xreq *x = c.dl.head;
+		c.dl.head = NULL;
+		c.dl.tail = &c.dl.head;
+		c.dl.n = 0;
+		while (x) {
+			struct xreq *nx = x->next_done;
+			if (inst_next(&c, (struct inst *)x, now, err) < 0)
+				goto out;
+			x = nx;
+		}
+	}
+	rc = 0;
+out:
+	if (rc < 0 && r->loop)
+		hx_abort_all(r->loop); /* their on_done still points at instances: before freeing them */
+	for (size_t i = 0; i < c.nin; i++)
+		if (c.in[i].state != INST_PENDING && c.in[i].state != INST_DONE)
+			inst_release(&c.in[i]);
+	for (size_t i = 0; i < c.nsrc; i++) {
+		for (size_t k = 0; k < c.src[i].n; k++)
+			tr_turn_free(c.src[i].turns[k]);
+		free(c.src[i].turns);
+		tr_session_free(c.src[i].ses);
+	}
+	free(c.src);
+	free(c.in);
+	free(c.arrive);
+	free(c.heap);
+	return rc;
+}
+
 int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, int64_t config_id,
 	       const struct engine_obs *obs, struct engine_summary *sum, struct ar_err *err)
 {
@@ -939,6 +1433,16 @@ int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, i
 		return ar_err_set(err, AR_ENOMEM, "out of memory");
 	sim_prompt_init(&r.sp);
 	bool simulated = !strcmp(cfg->backend, "sim");
+	bool concurrent = cfg->concurrency > 1 || cfg->pace > 0 || cfg->arrival.kind != ARRIVAL_ALL;
+	if (simulated && concurrent) {
+		ar_err_set(err, AR_EINVAL, "--concurrency, --pace and --arrival need an HTTP backend: the in-process "
+			   "simulator replays one session at a time in modelled time (run 'agentreplay sim serve' and "
+			   "use --backend llama-server:URL)");
+		goto out;
+	}
+	if (concurrent && (rc = raise_nofile(cfg->concurrency, err)) < 0)
+		goto out;
+	rc = -1;
 	if (!simulated && !(r.ad = adapter_find(cfg->backend))) {
 		ar_err_set(err, AR_EINVAL, "unknown backend '%s' (known: sim, %s)", cfg->backend, adapter_names());
 		goto out;
@@ -946,6 +1450,14 @@ int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, i
 	for (size_t i = 0; i < cfg->n_traces; i++)
 		if (validate(&r, cfg->traces[i], &tis[i], err) < 0)
 			goto out;
+	if (!simulated) {
+		/* sent_ns counts from t_begin: its CLOCK_MONOTONIC value lets rows be
+		 * lined up with memory samples (t_ns) and a server's own log */
+		char ev[96];
+		snprintf(ev, sizeof ev, "{\"t_begin_monotonic_ns\":%lld}", (long long)r.t_begin);
+		if (store_event_add(st, run_id, config_id, "replay_clock", ev, err) < 0)
+			goto out;
+	}
 	rng_seed(&r.rng, (uint64_t)clock_now() ^ (uint64_t)config_id << 32);
 	if (simulated) {
 		/* in-process, virtual time: no transport, no warmup (nothing to load) */
@@ -979,6 +1491,12 @@ int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, i
 	for (size_t i = 0; i < cfg->n_traces && warmups > 0 && !r.stop; i++)
 		if (replay_trace(&r, cfg->traces[i], &tis[i], 0, true, &warmups, err) < 0)
 			goto out;
+	if (concurrent) {
+		if (!r.stop && conc_run(&r, tis, err) < 0)
+			goto out;
+		rc = 0;
+		goto out;
+	}
 	for (int rep = 0; rep < cfg->repeats && !r.stop; rep++)
 		for (size_t i = 0; i < cfg->n_traces && !r.stop; i++)
 			if (replay_trace(&r, cfg->traces[i], &tis[i], rep, false, &warmups, err) < 0)

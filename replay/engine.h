@@ -11,9 +11,20 @@
  * turn and the session's deepest one; every; none), so it
  * never disturbs the warm pass's cache.
  *
+ * Concurrency (concurrency > 1, or a pace or an arrival other than "all"):
+ * every (session, repeat) of the traces is one replay instance with its own
+ * history and nonce; up to `concurrency` instances are in flight at once on
+ * one event loop, each turn by turn (warm pass, then its cold pass), started
+ * by `arrival` and paced by `pace` x the trace's `t`. When the traces hold
+ * fewer instances than `concurrency`, each session is replayed more times
+ * (repeat = copy index, each with its own nonce) and a note says so. Rows
+ * carry sent_ns and in_flight; /metrics deltas are not used (they would mix
+ * sessions). Subagent sessions are replayed as independent sessions.
+ *
  * Every finished request is measured (section 4), classified (section 5),
- * committed to the store before the next one starts, and handed to the
- * observer. replay/ never formats human text: the CLI renders what the
+ * committed to the store before the next one of its session starts (rows of
+ * concurrent sessions that finish together share one transaction), and
+ * handed to the observer. replay/ never formats human text: the CLI renders what the
  * observer receives.
  */
 #ifndef AR_ENGINE_H
@@ -23,6 +34,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "arrival.h"
 #include "clock.h"
 #include "err.h"
 #include "store.h"
@@ -55,6 +67,12 @@ struct engine_cfg {
 	const char *extra_json; /* members merged into every request body: a JSON object's inside, e.g. "\"grammar\":\"...\"" */
 	struct trace_reader_opts ropts;
 	volatile sig_atomic_t *stop; /* set by a signal handler: finish the row in flight, then stop */
+	/* concurrency (zero-initialised = one session at a time, no pacing) */
+	int concurrency;        /* sessions in flight at most; 0 or 1 = one */
+	struct arrival arrival; /* when sessions start */
+	double pace;            /* x the trace's recorded gaps `t`; 0 = send at once; < 0 = default (1 under
+				 * arrival trace, else 0) */
+	uint64_t seed;          /* Poisson arrivals */
 };
 
 /* One measured request, as stored. */

@@ -1,10 +1,13 @@
 #include "http.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "buf.h"
 
@@ -24,13 +27,64 @@ struct hx_xfer {
 	struct hx_xfer *next, *prev;
 };
 
+/* The loop drives curl's event API (curl_multi_socket_action) from one
+ * epoll set: curl tells us which sockets to watch (socket_cb) and when its
+ * next timeout is (timer_cb); we hand back only the sockets that are ready.
+ * Unlike curl_multi_perform, which visits every transfer on each call (and
+ * polls each socket), the work per event is independent of how many
+ * transfers are running: what 1,000 concurrent streams need. */
 struct hx_loop {
 	CURLM *multi;
+	int epfd;
 	struct hx_xfer *xfers; /* running */
 	int running;
+	int finished;         /* transfers finished since the last hx_poll began */
+	ar_ns curl_deadline;  /* curl's timer, 0 = none */
+	ar_ns next_check;     /* no transfer deadline can pass before this (0 = check) */
+	int nsocks;
 };
 
 static int global_inited;
+
+/* curl: watch (or stop watching) socket s. sockp is our per-socket mark:
+ * non-NULL once the socket is in the epoll set. */
+static int socket_cb(CURL *e, curl_socket_t s, int what, void *ud, void *sockp)
+{
+	struct hx_loop *l = ud;
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		if (sockp) {
+			epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
+			curl_multi_assign(l->multi, s, NULL);
+			l->nsocks--;
+		}
+		return 0;
+	}
+	struct epoll_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+	ev.data.fd = s;
+	if (sockp) {
+		if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) < 0 && errno == ENOENT)
+			epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev);
+	} else {
+		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) < 0 && errno == EEXIST)
+			epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev);
+		curl_multi_assign(l->multi, s, (void *)1);
+		l->nsocks++;
+	}
+	return 0;
+}
+
+static int timer_cb(CURLM *m, long timeout_ms, void *ud)
+{
+	struct hx_loop *l = ud;
+	(void)m;
+	l->curl_deadline = timeout_ms < 0 ? 0 : clock_now() + (ar_ns)timeout_ms * AR_NS_PER_MS;
+	if (timeout_ms == 0)
+		l->curl_deadline = 1; /* now: "call socket_action(TIMEOUT) as soon as possible" */
+	return 0;
+}
 
 int hx_loop_new(struct hx_loop **out, struct ar_err *err)
 {
@@ -45,10 +99,29 @@ int hx_loop_new(struct hx_loop **out, struct ar_err *err)
 		free(l);
 		return ar_err_set(err, AR_ENOMEM, "out of memory");
 	}
-	/* keep-alive pool big enough for many concurrent sessions */
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (l->epfd < 0) {
+		int e = errno;
+		curl_multi_cleanup(l->multi);
+		free(l);
+		return ar_err_set(err, AR_EIO, "epoll_create1: %s", strerror(e));
+	}
+	curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
+	curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
+	/* one connection per concurrent session: no per-host or total cap below
+	 * what hx_loop_set_max_conns asks for, and a keep-alive pool as big */
+	curl_multi_setopt(l->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+	curl_multi_setopt(l->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
 	curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, 4096L);
 	*out = l;
 	return 0;
+}
+
+void hx_loop_set_max_conns(struct hx_loop *l, long n)
+{
+	curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, n > 4096 ? n : 4096L);
 }
 
 static void xfer_free(struct hx_xfer *x)
@@ -86,10 +159,14 @@ void hx_loop_free(struct hx_loop *l)
 		xfer_free(x);
 	}
 	curl_multi_cleanup(l->multi);
+	if (l->epfd >= 0)
+		close(l->epfd);
 	free(l);
 }
 
 int hx_running(const struct hx_loop *l) { return l->running; }
+
+int hx_loop_sockets(const struct hx_loop *l) { return l->nsocks; }
 
 static int prereq_cb(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
 		     int conn_local_port)
@@ -140,6 +217,12 @@ static size_t write_cb(char *data, size_t size, size_t n, void *ud)
 	size_t len = size * n;
 	ar_ns t = clock_now(); /* first: the arrival time of these bytes */
 	x->t_last_data = t;
+	if (!x->got_body && x->opts.stall_timeout_ns > 0) {
+		/* from the first-token deadline to the (maybe earlier) stall one */
+		struct hx_loop *l = x->loop;
+		if (l->next_check && t + x->opts.stall_timeout_ns < l->next_check)
+			l->next_check = t + x->opts.stall_timeout_ns;
+	}
 	x->got_body = true;
 	if (x->cb.on_body && x->cb.on_body(x->ud, data, len, t)) {
 		x->abort_requested = true;
@@ -213,6 +296,10 @@ struct hx_xfer *hx_start(struct hx_loop *l, const char *url, const char *const *
 		l->xfers->prev = x;
 	l->xfers = x;
 	l->running++;
+	/* a new first-token deadline may come before the ones already known */
+	if (x->opts.first_timeout_ns > 0 && l->next_check &&
+	    x->res.t_start + x->opts.first_timeout_ns < l->next_check)
+		l->next_check = x->res.t_start + x->opts.first_timeout_ns;
 	return x;
 oom:
 	xfer_free(x);
@@ -238,6 +325,7 @@ static void finish(struct hx_loop *l, struct hx_xfer *x, CURLcode code)
 	if (curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status)
 		r->status = status;
 	unlink_xfer(l, x);
+	l->finished++;
 	if (x->cb.on_done)
 		x->cb.on_done(x->ud, r);
 	xfer_free(x);
@@ -257,9 +345,15 @@ static void drain(struct hx_loop *l)
 	}
 }
 
-/* Aborts transfers past their deadlines; returns the nearest deadline. */
+/* Aborts transfers past their deadlines and returns the nearest one. A scan
+ * visits every transfer, so it runs only when the earliest deadline found
+ * by the last scan may have passed: deadlines only move later (data
+ * arrived) and hx_start lowers next_check for a new transfer, so the
+ * earliest known one is a lower bound. Amortised, no work per event. */
 static ar_ns check_deadlines(struct hx_loop *l, ar_ns now)
 {
+	if (l->next_check && now < l->next_check)
+		return l->next_check;
 	ar_ns next = 0;
 	struct hx_xfer *x = l->xfers;
 	while (x) {
@@ -284,35 +378,68 @@ static ar_ns check_deadlines(struct hx_loop *l, ar_ns now)
 		}
 		x = nx;
 	}
+	l->next_check = next;
 	return next;
 }
 
-int hx_run(struct hx_loop *l, ar_ns until, struct ar_err *err)
+#define HX_MAX_EVENTS 256
+
+int hx_poll(struct hx_loop *l, ar_ns until, struct ar_err *err)
 {
+	l->finished = 0;
 	for (;;) {
 		int still = 0;
-		CURLMcode mc = curl_multi_perform(l->multi, &still);
-		if (mc != CURLM_OK)
-			return ar_err_set(err, AR_EINTERNAL, "libcurl: %s", curl_multi_strerror(mc));
-		drain(l);
+		CURLMcode mc;
 		ar_ns now = clock_now();
-		ar_ns next = check_deadlines(l, now);
-		if (!l->running)
-			return 0;
+		if (l->curl_deadline && now >= l->curl_deadline) {
+			l->curl_deadline = 0;
+			mc = curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+			if (mc != CURLM_OK)
+				return ar_err_set(err, AR_EINTERNAL, "libcurl: %s", curl_multi_strerror(mc));
+			drain(l);
+			now = clock_now();
+		}
+		ar_ns next = l->running ? check_deadlines(l, now) : 0;
+		if (l->finished || !l->running)
+			return l->finished;
 		if (until && now >= until)
-			return l->running;
+			return 0;
 		ar_ns wait = 1000 * AR_NS_PER_MS;
 		if (until && until - now < wait)
 			wait = until - now;
 		if (next && next - now < wait)
-			wait = next - now;
+			wait = next > now ? next - now : 0;
+		if (l->curl_deadline)
+			wait = l->curl_deadline > now ? (l->curl_deadline - now < wait ? l->curl_deadline - now : wait) : 0;
 		int ms = (int)((wait + AR_NS_PER_MS - 1) / AR_NS_PER_MS);
-		if (ms < 0)
-			ms = 0;
-		mc = curl_multi_poll(l->multi, NULL, 0, ms, NULL);
-		if (mc != CURLM_OK)
-			return ar_err_set(err, AR_EINTERNAL, "libcurl: %s", curl_multi_strerror(mc));
+		struct epoll_event evs[HX_MAX_EVENTS];
+		int n = epoll_wait(l->epfd, evs, HX_MAX_EVENTS, ms);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return ar_err_set(err, AR_EIO, "epoll_wait: %s", strerror(errno));
+		}
+		for (int i = 0; i < n; i++) {
+			int mask = (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP) ? CURL_CSELECT_IN : 0) |
+				   (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+				   (evs[i].events & EPOLLERR ? CURL_CSELECT_ERR : 0);
+			mc = curl_multi_socket_action(l->multi, evs[i].data.fd, mask, &still);
+			if (mc != CURLM_OK)
+				return ar_err_set(err, AR_EINTERNAL, "libcurl: %s", curl_multi_strerror(mc));
+			drain(l);
+		}
 	}
+}
+
+int hx_run(struct hx_loop *l, ar_ns until, struct ar_err *err)
+{
+	while (l->running) {
+		if (hx_poll(l, until, err) < 0)
+			return -1;
+		if (until && clock_now() >= until)
+			break;
+	}
+	return l->running;
 }
 
 void hx_abort_all(struct hx_loop *l)

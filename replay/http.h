@@ -70,7 +70,18 @@ struct hx_xfer *hx_start(struct hx_loop *l, const char *url, const char *const *
 /* Runs the loop until every transfer is done or `until` (monotonic ns, 0 =
  * no limit) passes. Returns the number of transfers still running, or -1. */
 int hx_run(struct hx_loop *l, ar_ns until, struct ar_err *err);
+/* Runs the loop until at least one transfer has finished (its on_done ran),
+ * none is running, or `until` (0 = no limit) passes. Returns the number of
+ * transfers that finished in this call, or -1. Callbacks may call hx_start
+ * (it takes effect on the next call). The work per event does not depend on
+ * the number of running transfers. */
+int hx_poll(struct hx_loop *l, ar_ns until, struct ar_err *err);
 int hx_running(const struct hx_loop *l);
+/* Sockets being watched (open connections with a transfer or in the pool). */
+int hx_loop_sockets(const struct hx_loop *l);
+/* Keep-alive pool size: at least n connections (one per concurrent session);
+ * never below the default of 4096. */
+void hx_loop_set_max_conns(struct hx_loop *l, long n);
 /* Aborts every running transfer (their on_done reports aborted). */
 void hx_abort_all(struct hx_loop *l);
 

@@ -526,3 +526,14 @@ int store_mem_samples_add(struct store *s, int64_t config_id, const struct store
 	sqlite3_finalize(st);
 	return exec(s, "COMMIT", err);
 }
+
+int store_tx_begin(struct store *s, struct ar_err *err) { return exec(s, "BEGIN", err); }
+
+int store_tx_commit(struct store *s, struct ar_err *err)
+{
+	if (exec(s, "COMMIT", err) < 0) {
+		exec(s, "ROLLBACK", NULL);
+		return -1;
+	}
+	return 0;
+}

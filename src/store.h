@@ -88,6 +88,11 @@ struct store_request {
 	int64_t in_flight; /* requests in flight when this one was sent, itself included */
 };
 int store_request_add(struct store *s, int64_t config_id, const struct store_request *r, struct ar_err *err);
+/* Several rows in one transaction (requests of concurrent sessions that
+ * finished together): store_tx_begin, store_request_add..., store_tx_commit
+ * (which rolls back when the commit fails). Not nested. */
+int store_tx_begin(struct store *s, struct ar_err *err);
+int store_tx_commit(struct store *s, struct ar_err *err);
 
 int store_event_add(struct store *s, int64_t run_id, int64_t config_id, const char *kind, const char *detail,
 		    struct ar_err *err);

@@ -18,6 +18,7 @@
 enum {
 	O_BACKEND = 1, O_MODEL, O_DB, O_REPEATS, O_WARMUP, O_COLD, O_HISTORY, O_UNTIL_FAIL, O_SLO, O_TTFT_TIMEOUT,
 	O_STALL_TIMEOUT, O_JSON, O_QUIET, O_PLAIN, O_NUM_CTX, O_RULES, O_LENIENT, O_MAXLINE, O_EXTRA, O_TOKEN_IDS, O_MAXFIELD, O_COLD_ERASE,
+	O_CONCURRENCY, O_ARRIVAL, O_PACE, O_SEED,
 };
 
 static const struct cli_opt run_opts[] = {
@@ -34,6 +35,13 @@ static const struct cli_opt run_opts[] = {
 	{"slo", 0, "LIST", "thresholds that make a completed turn an 'slo' failure: ttft_ms=N,decode_tps=N", O_SLO},
 	{"ttft-timeout", 0, "DUR", "no first token by then is a timeout (default 600s)", O_TTFT_TIMEOUT},
 	{"stall-timeout", 0, "DUR", "no data for this long mid-stream is a timeout (default 60s)", O_STALL_TIMEOUT},
+	{"concurrency", 'c', "N", "sessions in flight at once on one event loop (default 1; sessions are cloned with "
+				  "their own nonces when the traces hold fewer)", O_CONCURRENCY},
+	{"arrival", 0, "MODE", "when sessions start: all (default), stagger:DURATION, poisson:RATE (per second, "
+			       "--seed), trace (the recorded t of each turn from the start of the replay)", O_ARRIVAL},
+	{"pace", 0, "X", "wait the trace's recorded gaps t between turns, scaled by X (0 = no wait: default; "
+			 "1 under --arrival trace)", O_PACE},
+	{"seed", 0, "N", "seed of --arrival poisson (default 1)", O_SEED},
 	{"json", 0, NULL, "print one JSON object on stdout (the contract scripts parse)", O_JSON},
 	{"quiet", 'q', NULL, "no progress on stderr", O_QUIET},
 	{"plain-openai", 0, NULL, "send only standard OpenAI fields (no ignore_eos/min_tokens)", O_PLAIN},
@@ -135,6 +143,31 @@ static int run_opt(void *ctx, int id, const char *val, struct ar_err *err)
 		else
 			c->e.stall_timeout = ns;
 		break;
+	case O_CONCURRENCY:
+		if (units_parse_count(val, &v, err) < 0)
+			return -1;
+		if (v < 1 || v > 100000)
+			return ar_err_set(err, AR_EINVAL, "'%s' is out of range (1 to 100000)", val);
+		c->e.concurrency = (int)v;
+		break;
+	case O_ARRIVAL:
+		if (arrival_parse(val, &c->e.arrival, err) < 0)
+			return -1;
+		break;
+	case O_PACE: {
+		double x;
+		if (units_parse_real(val, &x, err) < 0)
+			return -1;
+		if (!(x >= 0) || x > 1e6)
+			return ar_err_set(err, AR_EINVAL, "'%s' is out of range (0 to 1e6)", val);
+		c->e.pace = x;
+		break;
+	}
+	case O_SEED:
+		if (units_parse_count(val, &v, err) < 0)
+			return -1;
+		c->e.seed = v;
+		break;
 	case O_JSON: c->json = true; break;
 	case O_QUIET: c->quiet = true; break;
 	case O_PLAIN: c->e.plain = true; break;
@@ -195,6 +228,7 @@ struct row_copy {
 	int64_t turn, repeat, ctx, prompt, cached, completion;
 	bool cold;
 	double ttft, decode, prefill, ttfb, e2e, itl50, itl99;
+	int64_t sent_ns, in_flight;
 	char outcome[24];
 };
 
@@ -245,6 +279,8 @@ static void on_request(void *ud, const struct engine_request *q)
 	rc->e2e = r->e2e_ms;
 	rc->itl50 = r->itl_p50_ms;
 	rc->itl99 = r->itl_p99_ms;
+	rc->sent_ns = r->sent_ns;
+	rc->in_flight = r->in_flight;
 	snprintf(rc->outcome, sizeof rc->outcome, "%s", r->outcome);
 	if (v->requests) {
 		cJSON *o = cJSON_CreateObject();
@@ -269,6 +305,8 @@ static void on_request(void *ud, const struct engine_request *q)
 		cJSON_AddItemToObject(o, "itl_p99_ms", num_or_null(r->itl_p99_ms));
 		cJSON_AddItemToObject(o, "e2e_ms", num_or_null(r->e2e_ms));
 		cJSON_AddItemToObject(o, "mem_peak_bytes", int_or_null(r->mem_peak_bytes));
+		cJSON_AddItemToObject(o, "sent_ns", int_or_null(r->sent_ns));
+		cJSON_AddItemToObject(o, "in_flight", int_or_null(r->in_flight));
 		cJSON *server = r->server_json ? cJSON_Parse(r->server_json) : NULL;
 		cJSON_AddItemToObject(o, "server", server ? server : cJSON_CreateObject());
 		cJSON_AddNumberToObject(o, "http_status", r->http_status);
@@ -397,6 +435,201 @@ static void print_table(const struct view *v, const struct engine_summary *sum, 
 		       sum->failure.cls, sum->failure.evidence);
 }
 
+/* ---- concurrency: TTFT and cache hit against sessions in flight ------- */
+
+static double pct_sorted(const double *v, size_t n, double p)
+{
+	if (!n)
+		return NAN;
+	size_t k = (size_t)ceil(p * (double)n);
+	return v[k ? k - 1 : 0];
+}
+
+struct conc_stat {
+	int64_t lo, hi; /* in_flight range */
+	size_t requests, not_ok;
+	double p50, p90, p99, max; /* TTFT ms */
+	int64_t prompt, cached, completion;
+	double first_sent_ms, last_done_ms;
+};
+
+/* Figures of the rows idx[0..n). */
+static void stat_of(const struct view *v, const size_t *idx, size_t n, struct conc_stat *st)
+{
+	double *t = malloc((n ? n : 1) * sizeof *t);
+	size_t nt = 0;
+	st->requests = n;
+	st->not_ok = 0;
+	st->prompt = st->cached = st->completion = 0;
+	st->first_sent_ms = st->last_done_ms = NAN;
+	for (size_t i = 0; i < n; i++) {
+		const struct row_copy *r = &v->rows[idx[i]];
+		if (t && !isnan(r->ttft))
+			t[nt++] = r->ttft;
+		if (strcmp(r->outcome, "ok"))
+			st->not_ok++;
+		if (r->prompt >= 0 && r->cached >= 0) {
+			st->prompt += r->prompt;
+			st->cached += r->cached;
+		}
+		if (r->completion > 0)
+			st->completion += r->completion;
+		if (r->sent_ns >= 0) {
+			double s0 = (double)r->sent_ns / 1e6, e = s0 + (isnan(r->e2e) ? 0 : r->e2e);
+			if (isnan(st->first_sent_ms) || s0 < st->first_sent_ms)
+				st->first_sent_ms = s0;
+			if (isnan(st->last_done_ms) || e > st->last_done_ms)
+				st->last_done_ms = e;
+		}
+	}
+	if (t)
+		qsort(t, nt, sizeof *t, cmp_double);
+	st->p50 = t ? pct_sorted(t, nt, 0.50) : NAN;
+	st->p90 = t ? pct_sorted(t, nt, 0.90) : NAN;
+	st->p99 = t ? pct_sorted(t, nt, 0.99) : NAN;
+	st->max = t && nt ? t[nt - 1] : NAN;
+	free(t);
+}
+
+static double hit_of(const struct conc_stat *st) { return st->prompt > 0 ? (double)st->cached / (double)st->prompt : NAN; }
+
+static const struct view *sort_view;
+
+static int cmp_in_flight(const void *a, const void *b)
+{
+	int64_t x = sort_view->rows[*(const size_t *)a].in_flight, y = sort_view->rows[*(const size_t *)b].in_flight;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_session(const void *a, const void *b)
+{
+	const struct row_copy *x = &sort_view->rows[*(const size_t *)a], *y = &sort_view->rows[*(const size_t *)b];
+	int c = strcmp(x->session, y->session);
+	if (c)
+		return c;
+	if (x->repeat != y->repeat)
+		return x->repeat < y->repeat ? -1 : 1;
+	return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+}
+
+static cJSON *stat_json(const struct conc_stat *st)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "requests", (double)st->requests);
+	cJSON_AddNumberToObject(o, "not_ok", (double)st->not_ok);
+	cJSON_AddItemToObject(o, "ttft_p50_ms", num_or_null(st->p50));
+	cJSON_AddItemToObject(o, "ttft_p90_ms", num_or_null(st->p90));
+	cJSON_AddItemToObject(o, "ttft_p99_ms", num_or_null(st->p99));
+	cJSON_AddItemToObject(o, "ttft_max_ms", num_or_null(st->max));
+	cJSON_AddNumberToObject(o, "prompt_tokens", (double)st->prompt);
+	cJSON_AddNumberToObject(o, "cached_tokens", (double)st->cached);
+	cJSON_AddNumberToObject(o, "completion_tokens", (double)st->completion);
+	cJSON_AddItemToObject(o, "cache_hit", num_or_null(hit_of(st)));
+	return o;
+}
+
+/* The concurrency summary: by in-flight bucket (1, 2-3, 4-7, ...) and per
+ * session (session, repeat). Prints the human form unless json; returns the
+ * JSON form (or NULL when json is false). */
+static cJSON *concurrency_summary(const struct view *v, const struct engine_cfg *e, bool json)
+{
+	size_t *idx = malloc((v->n ? v->n : 1) * sizeof *idx);
+	if (!idx)
+		return NULL;
+	for (size_t i = 0; i < v->n; i++)
+		idx[i] = i;
+	sort_view = v;
+	qsort(idx, v->n, sizeof *idx, cmp_in_flight);
+	char arr[64];
+	double pace = e->pace < 0 ? (e->arrival.kind == ARRIVAL_TRACE ? 1 : 0) : e->pace;
+	cJSON *root = json ? cJSON_CreateObject() : NULL, *by = NULL, *ses = NULL;
+	if (root) {
+		cJSON_AddNumberToObject(root, "concurrency", e->concurrency > 1 ? e->concurrency : 1);
+		cJSON_AddStringToObject(root, "arrival", arrival_name(&e->arrival, arr, sizeof arr));
+		cJSON_AddNumberToObject(root, "pace", pace);
+		by = cJSON_AddArrayToObject(root, "by_in_flight");
+		ses = cJSON_AddArrayToObject(root, "sessions");
+	} else {
+		printf("\nconcurrency %d (arrival %s, pace %g): TTFT and prefix-cache hit by requests in flight at send\n",
+		       e->concurrency > 1 ? e->concurrency : 1, arrival_name(&e->arrival, arr, sizeof arr), pace);
+		printf("%-11s %8s %10s %10s %10s %9s\n", "in flight", "requests", "TTFT p50", "TTFT p90", "TTFT p99", "cache hit");
+	}
+	for (size_t i = 0; i < v->n;) {
+		int64_t f = v->rows[idx[i]].in_flight < 1 ? 1 : v->rows[idx[i]].in_flight;
+		int64_t lo = 1;
+		while (lo * 2 <= f)
+			lo *= 2;
+		int64_t hi = lo * 2 - 1;
+		size_t j = i;
+		while (j < v->n && (v->rows[idx[j]].in_flight < 1 ? 1 : v->rows[idx[j]].in_flight) <= hi)
+			j++;
+		struct conc_stat st;
+		stat_of(v, idx + i, j - i, &st);
+		if (root) {
+			cJSON *o = stat_json(&st);
+			cJSON_AddNumberToObject(o, "in_flight_min", (double)lo);
+			cJSON_AddNumberToObject(o, "in_flight_max", (double)hi);
+			cJSON_AddItemToArray(by, o);
+		} else {
+			char b[32], a[32], c[32], d[32], h[16];
+			snprintf(b, sizeof b, lo == hi ? "%lld" : "%lld-%lld", (long long)lo, (long long)hi);
+			fmt_ms(a, sizeof a, st.p50);
+			fmt_ms(c, sizeof c, st.p90);
+			fmt_ms(d, sizeof d, st.p99);
+			snprintf(h, sizeof h, isnan(hit_of(&st)) ? "-" : "%.1f%%", hit_of(&st) * 100);
+			printf("%-11s %8zu %10s %10s %10s %9s\n", b, st.requests, a, c, d, h);
+		}
+		i = j;
+	}
+	/* per session */
+	qsort(idx, v->n, sizeof *idx, cmp_session);
+	size_t nses = 0, rmin = SIZE_MAX, rmax = 0;
+	for (size_t i = 0; i < v->n;) {
+		size_t j = i;
+		while (j < v->n && !strcmp(v->rows[idx[j]].session, v->rows[idx[i]].session) &&
+		       v->rows[idx[j]].repeat == v->rows[idx[i]].repeat)
+			j++;
+		nses++;
+		rmin = j - i < rmin ? j - i : rmin;
+		rmax = j - i > rmax ? j - i : rmax;
+		i = j;
+	}
+	bool list = root || nses <= 20;
+	if (!root && list)
+		printf("\n%-18s %6s %8s %6s %9s %9s %9s %10s %10s %10s\n", "session", "repeat", "requests", "not ok", "prompt",
+		       "cached", "hit", "TTFT p50", "TTFT max", "span");
+	for (size_t i = 0; i < v->n && list;) {
+		size_t j = i;
+		const struct row_copy *r0 = &v->rows[idx[i]];
+		while (j < v->n && !strcmp(v->rows[idx[j]].session, r0->session) && v->rows[idx[j]].repeat == r0->repeat)
+			j++;
+		struct conc_stat st;
+		stat_of(v, idx + i, j - i, &st);
+		if (root) {
+			cJSON *o = stat_json(&st);
+			cJSON_AddStringToObject(o, "session", r0->session);
+			cJSON_AddNumberToObject(o, "repeat", (double)r0->repeat);
+			cJSON_AddItemToObject(o, "first_sent_ms", num_or_null(st.first_sent_ms));
+			cJSON_AddItemToObject(o, "last_done_ms", num_or_null(st.last_done_ms));
+			cJSON_AddItemToArray(ses, o);
+		} else {
+			char a[32], b[32], c[32], h[16];
+			fmt_ms(a, sizeof a, st.p50);
+			fmt_ms(b, sizeof b, st.max);
+			fmt_ms(c, sizeof c, st.last_done_ms - st.first_sent_ms);
+			snprintf(h, sizeof h, isnan(hit_of(&st)) ? "-" : "%.1f%%", hit_of(&st) * 100);
+			printf("%-18.18s %6lld %8zu %6zu %9lld %9lld %9s %10s %10s %10s\n", r0->session, (long long)r0->repeat + 1,
+			       st.requests, st.not_ok, (long long)st.prompt, (long long)st.cached, h, a, b, c);
+		}
+		i = j;
+	}
+	if (!root && !list)
+		printf("\n%zu sessions replayed, %zu to %zu requests each (--json lists each session's totals)\n", nses,
+		       rmin, rmax);
+	free(idx);
+	return root;
+}
+
 static volatile sig_atomic_t stop_flag;
 
 static void on_signal(int sig)
@@ -433,6 +666,8 @@ static int run_run(int argc, char **argv)
 	c.e.cold = COLD_TIERS;
 	c.e.ttft_timeout = 600 * AR_NS_PER_S;
 	c.e.stall_timeout = 60 * AR_NS_PER_S;
+	c.e.pace = -1; /* default: 1 under --arrival trace, else 0 */
+	c.e.seed = 1;
 	c.db = "agentreplay.db";
 	int npos = 0;
 	int p = cli_parse(&cmd_run, argc, argv, run_opt, &c, &npos);
@@ -464,6 +699,7 @@ static int run_run(int argc, char **argv)
 	c.e.url = c.url_buf[0] ? c.url_buf : NULL;
 	bool simulated = !strcmp(c.backend_buf, "sim");
 	c.e.stop = &stop_flag;
+	bool concurrent = c.e.concurrency > 1 || c.e.pace > 0 || c.e.arrival.kind != ARRIVAL_ALL;
 
 	struct ar_err err = {0};
 	struct store *st = NULL;
@@ -484,6 +720,13 @@ static int run_run(int argc, char **argv)
 	cJSON_AddStringToObject(params, "cold", cold_names[c.e.cold]);
 	cJSON_AddStringToObject(params, "history", c.e.history_generated ? "generated" : "recorded");
 	cJSON_AddBoolToObject(params, "until_fail", c.e.until_fail);
+	if (concurrent) {
+		char arr[64];
+		cJSON_AddNumberToObject(params, "concurrency", c.e.concurrency > 1 ? c.e.concurrency : 1);
+		cJSON_AddStringToObject(params, "arrival", arrival_name(&c.e.arrival, arr, sizeof arr));
+		cJSON_AddNumberToObject(params, "pace", c.e.pace < 0 ? (c.e.arrival.kind == ARRIVAL_TRACE ? 1 : 0) : c.e.pace);
+		cJSON_AddNumberToObject(params, "seed", (double)c.e.seed);
+	}
 	char *params_s = cJSON_PrintUnformatted(params);
 	cJSON *traces = cJSON_CreateArray();
 	for (size_t i = 0; i < c.e.n_traces; i++)
@@ -550,6 +793,8 @@ static int run_run(int argc, char **argv)
 		cJSON_AddItemToObject(co, "failure", failure ? failure : cJSON_CreateNull());
 		failure = NULL;
 		cJSON_AddStringToObject(co, "status", status);
+		if (concurrent)
+			cJSON_AddItemToObject(co, "concurrency", concurrency_summary(&v, &c.e, true));
 		cJSON_AddItemToArray(cfgs, co);
 		char *s = cJSON_PrintUnformatted(root);
 		if (s)
@@ -558,6 +803,8 @@ static int run_run(int argc, char **argv)
 		cJSON_Delete(root);
 	} else {
 		print_table(&v, &sum, simulated ? (c.e.sim_spec && *c.e.sim_spec ? c.e.sim_spec : "sim (default profile)") : NULL);
+		if (concurrent)
+			concurrency_summary(&v, &c.e, false);
 	}
 	if (er == 0) {
 		if (sum.interrupted)

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Benchmark: measurement fidelity under concurrency, against the fault-
+injecting server (tests/peers/ar-faultsrv), which hands the first token to
+the socket exactly --ttft-ms after it read the request and then one token
+every --itl-ms, and logs those instants (CLOCK_MONOTONIC, the clock every
+client here uses).
+
+For each session count L (default 1, 100, 1000), in the same invocation:
+  agentreplay run --concurrency L   L distinct sessions of TURNS turns
+  aio_client.py (L >= 10)           a minimal asyncio streaming client, stdlib
+                                    only: what most benchmark tools are
+  curl -w time_starttransfer (L=1)  N requests, one process each
+TTFT error = client TTFT - (t_first_token - t_recv) of the same request in
+the server log (matched by prompt_tokens, unique per session and turn).
+Stamp lateness = the client's first-token timestamp - the server's hand-over
+of that token to the socket: the client's own share of the TTFT error (the
+rest is the request's way to the server, and a busy server reading late).
+ITL error = the request's client ITL p50 (p99) - the same percentile of the
+server's own token gaps. Turn 0 of each session (new connection) is left out.
+CPU per token: the client process's user+sys CPU / tokens it streamed
+(start-up included: small runs overstate it).
+
+Usage: [ITL_MS=25] bench_concurrency.py AGENTREPLAY AR_FAULTSRV [LEVELS] [TURNS] [TOKENS]
+  e.g. bench_concurrency.py build/agentreplay build/tests/peers/ar-faultsrv 1,100,1000
+"""
+import json, os, resource, shutil, sqlite3, subprocess, sys, tempfile, time
+
+AR, FS = sys.argv[1], sys.argv[2]
+LEVELS = [int(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "1,100,1000").split(",")]
+TURNS = int(sys.argv[4]) if len(sys.argv) > 4 else 3
+TOKENS = int(sys.argv[5]) if len(sys.argv) > 5 else 8
+TTFT_MS, PAD = 20, 32
+ITL_MS = float(os.environ.get("ITL_MS", "25"))  # 40 tok/s per session: 40k tok/s at 1,000 sessions
+HERE = os.path.dirname(os.path.abspath(__file__))
+work = tempfile.mkdtemp(prefix="ar-bench-conc-")
+
+
+def pct(v, p):
+    if not v:
+        return float("nan")
+    v = sorted(v)
+    return v[min(len(v) - 1, max(0, int(p * len(v) + 0.999999) - 1))]
+
+
+def server(tag):
+    pf, log = os.path.join(work, tag + ".port"), os.path.join(work, tag + ".log")
+    p = subprocess.Popen([FS, "--port", "0", "--port-file", pf, "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS),
+                          "--log", log], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (os.path.exists(pf) and open(pf).read().strip()):
+        time.sleep(0.01)
+    return p, int(open(pf).read()), log
+
+
+def truth(log):
+    """prompt_tokens -> (true TTFT ms, server gaps ms) for keys seen once."""
+    seen, out = {}, {}
+    for l in open(log):
+        r = json.loads(l)
+        if r.get("t_first_token_ns") is None:
+            continue
+        k = r["prompt_tokens"]
+        seen[k] = seen.get(k, 0) + 1
+        tt = r["token_times_ns"]
+        out[k] = ((r["t_first_token_ns"] - r["t_recv_ns"]) / 1e6, [(b - a) / 1e6 for a, b in zip(tt, tt[1:])],
+                  r["t_first_token_ns"])
+    return {k: v for k, v in out.items() if seen[k] == 1}
+
+
+def cpu_of(cmd, **kw):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return p, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def errors(rows, tr):
+    """rows: (prompt_tokens, ttft_ms, itl_p50_ms, itl_p99_ms, first_token_ns) -> error lists in us:
+    TTFT, ITL p50, ITL p99, and the first-token stamp's lateness (client stamp - server hand-over)."""
+    e_t, e_50, e_99, late = [], [], [], []
+    for k, ttft, i50, i99, first in rows:
+        if k not in tr or ttft is None:
+            continue
+        true_ttft, gaps, t_first = tr[k]
+        e_t.append((ttft - true_ttft) * 1000)
+        if first is not None:
+            late.append((first - t_first) / 1000)
+        if gaps and i50 is not None:
+            e_50.append((i50 - pct(gaps, .5)) * 1000)
+            e_99.append((i99 - pct(gaps, .99)) * 1000)
+    return e_t, e_50, e_99, late
+
+
+def turns_for(L):
+    # at least ~100 measured requests per level
+    return max(TURNS, -(-100 // L) + 1)
+
+
+def run_ours(L):
+    TURNS = turns_for(L)
+    trace = os.path.join(work, f"t{L}.jsonl")
+    with open(trace, "w") as f:
+        for s in range(L):
+            f.write(json.dumps({"type": "session", "format": "agentreplay-trace/1", "id": f"b{s}",
+                                "system": f"bench session {s}" + "s" * (PAD * s)}) + "\n")
+            for t in range(TURNS):
+                f.write(json.dumps({"type": "turn", "i": t, "keep": 0, "append": [{"role": "user", "content": "q" * (4 * t + 1)}],
+                                    "response": {"output_tokens": TOKENS}}) + "\n")
+    srv, port, log = server(f"ours{L}")
+    db = os.path.join(work, f"o{L}.db")
+    p, cpu = cpu_of([AR, "run", trace, "--backend", f"openai:http://127.0.0.1:{port}", "--db", db, "--json", "-q",
+                     "--repeats", "1", "--warmup", "0", "--cold", "none", "--concurrency", str(L)])
+    srv.terminate()
+    srv.wait()
+    if p.returncode != 0:
+        sys.exit(f"agentreplay failed ({p.returncode}): {p.stderr[-2000:]}")
+    rs = json.loads(p.stdout)["configs"][0]["requests"]
+    con = sqlite3.connect(db)
+    t_begin = json.loads(con.execute("SELECT detail FROM events WHERE kind = 'replay_clock'").fetchone()[0])["t_begin_monotonic_ns"]
+    con.close()
+    toks = sum(r["completion_tokens"] or 0 for r in rs)
+    rows = [(r["prompt_tokens"], r["ttft_ms"], r["itl_p50_ms"], r["itl_p99_ms"],
+             t_begin + r["sent_ns"] + r["ttft_ms"] * 1e6 if r["ttft_ms"] is not None else None)
+            for r in rs if r["turn"] > 0]
+    return errors(rows, truth(log)), cpu / max(toks, 1), max(r["in_flight"] for r in rs)
+
+
+def run_aio(L):
+    TURNS = turns_for(L)
+    srv, port, log = server(f"aio{L}")
+    p, cpu = cpu_of([sys.executable, os.path.join(HERE, "aio_client.py"), "127.0.0.1", str(port), str(L), str(TURNS),
+                     str(TOKENS), str(PAD)])
+    srv.terminate()
+    srv.wait()
+    if p.returncode != 0:
+        sys.exit(f"aio_client failed: {p.stderr[-2000:]}")
+    rs = [json.loads(l) for l in p.stdout.splitlines()]
+    toks = sum(len(r["itl_ns"]) + 1 for r in rs if r["ttft_ns"] is not None)
+    rows = []
+    for r in rs:
+        if r["turn"] == 0 or r["ttft_ns"] is None:
+            continue
+        itl = [g / 1e6 for g in r["itl_ns"]]
+        rows.append((r["prompt_tokens"], r["ttft_ns"] / 1e6, pct(itl, .5) if itl else None, pct(itl, .99) if itl else None,
+                     r["t_sent_ns"] + r["ttft_ns"]))
+    return errors(rows, truth(log)), cpu / max(toks, 1)
+
+
+def run_curl(n=50):
+    if not shutil.which("curl"):
+        return None
+    srv, port, log = server("curl")
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": 1, "stream": False})
+    meas = []
+    for _ in range(n):
+        p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_starttransfer} %{time_pretransfer}",
+                            "-H", "Content-Type: application/json", "-d", body,
+                            f"http://127.0.0.1:{port}/v1/chat/completions"], capture_output=True, text=True)
+        st, pre = map(float, p.stdout.split())
+        meas.append((st - pre) * 1000)
+    srv.terminate()
+    srv.wait()
+    tr = [json.loads(l) for l in open(log)]
+    return [(m - (r["t_first_token_ns"] - r["t_recv_ns"]) / 1e6) * 1000 for m, r in zip(meas, tr)]
+
+
+def us(x):
+    return "-" if x != x else f"{x:.0f}"
+
+
+print(f"ar-faultsrv: first token {TTFT_MS} ms after the request is read, then one every {ITL_MS} ms; "
+      f"{TURNS} turns x {TOKENS} tokens per session; errors in us (measured - true), turn 0 left out")
+print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+hdr = f"{'client':<22} {'sessions':>8} {'n':>6} {'TTFT err p50':>12} {'p99':>8} {'ITL50 err p50':>13} {'p99':>8} " \
+      f"{'ITL99 err p50':>13} {'p99':>8} {'late p50':>9} {'p99':>8} {'CPU/token':>10}"
+print(hdr)
+print("-" * len(hdr))
+ours_p99 = {}
+ratios = []
+for L in LEVELS:
+    (et, e50, e99, el), cpt, mxf = run_ours(L)
+    ours_p99[L] = pct(et, .99)
+    print(f"{'agentreplay':<22} {L:>8} {len(et):>6} {us(pct(et, .5)):>12} {us(pct(et, .99)):>8} {us(pct(e50, .5)):>13} "
+          f"{us(pct(e50, .99)):>8} {us(pct(e99, .5)):>13} {us(pct(e99, .99)):>8} {us(pct(el, .5)):>9} {us(pct(el, .99)):>8} "
+          f"{cpt * 1e6:>8.1f}us"
+          + (f"  (in flight max {mxf})" if mxf != L else ""))
+    if L == 1:
+        ec = run_curl()
+        if ec:
+            print(f"{'curl -w starttransfer':<22} {1:>8} {len(ec):>6} {us(pct(ec, .5)):>12} {us(pct(ec, .99)):>8} "
+                  f"{'(new connection per request, not streaming)':>40}")
+            ratios.append(("curl", 1, pct(ec, .5), pct(ec, .99), pct(et, .5), pct(et, .99)))
+    if L >= 10:
+        (at, a50, a99, al), acpt = run_aio(L)
+        print(f"{'python asyncio':<22} {L:>8} {len(at):>6} {us(pct(at, .5)):>12} {us(pct(at, .99)):>8} {us(pct(a50, .5)):>13} "
+              f"{us(pct(a50, .99)):>8} {us(pct(a99, .5)):>13} {us(pct(a99, .99)):>8} {us(pct(al, .5)):>9} {us(pct(al, .99)):>8} "
+              f"{acpt * 1e6:>8.1f}us")
+        ratios.append(("python asyncio", L, pct(at, .5), pct(at, .99), pct(et, .5), pct(et, .99)))
+print()
+for name, L, rp50, rp99, op50, op99 in ratios:
+    print(f"TTFT error ratio {name} / agentreplay at {L} session(s): p50 {rp50 / op50 if op50 else float('nan'):.1f}x, "
+          f"p99 {rp99 / op99 if op99 else float('nan'):.1f}x")
+over = [L for L in LEVELS if ours_p99[L] > 1000]
+print(f"agentreplay TTFT error p99 passes 1 ms at: {over[0] if over else 'none of'} {'sessions' if over else str(LEVELS)}")
+t1 = ours_p99.get(1)
+t1000 = ours_p99.get(1000)
+if t1 is not None:
+    print(f"target p99 < 200 us at 1 session: {'met' if t1 < 200 else 'NOT met'} ({t1:.0f} us)")
+if t1000 is not None:
+    print(f"target p99 < 1 ms at 1000 sessions: {'met' if t1000 < 1000 else 'NOT met'} ({t1000:.0f} us)")
+shutil.rmtree(work, ignore_errors=True)
