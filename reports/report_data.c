@@ -166,7 +166,7 @@ static int parse_cond(char *s, struct rpt_cond *c, struct ar_err *err)
 	char *val = trim(at + toklen);
 	int col = rpt_col_find(name);
 	if (col < 0 || rpt_cols[col].type == RT_TIER) {
-		ar_err_set(err, AR_EINVAL, "filter: unknown column '%s' (see README.md, Reports)", name);
+		ar_err_set(err, AR_EINVAL, "unknown column '%s' (the csv/json columns of README.md, Reports)", name);
 		*at = save;
 		return -1;
 	}
@@ -179,14 +179,14 @@ static int parse_cond(char *s, struct rpt_cond *c, struct ar_err *err)
 	enum rpt_type t = rpt_cols[col].type;
 	if (t == RT_INT || t == RT_REAL || t == RT_BOOL) {
 		if (c->op == OP_HAS)
-			return ar_err_set(err, AR_EINVAL, "filter: '%s' is numeric; '~' needs a text column", name);
+			return ar_err_set(err, AR_EINVAL, "column '%s' is numeric; '~' needs a text column", name);
 		char *end;
 		errno = 0;
 		c->num = strtod(val, &end);
 		if (t == RT_BOOL && (!strcmp(val, "true") || !strcmp(val, "false"))) {
 			c->num = val[0] == 't';
 		} else if (!*val || *end || errno || !isfinite(c->num)) {
-			return ar_err_set(err, AR_EINVAL, "filter: column '%s' is numeric, '%s' is not a number", name,
+			return ar_err_set(err, AR_EINVAL, "column '%s' is numeric, '%s' is not a number", name,
 					  val);
 		}
 	}
@@ -218,12 +218,11 @@ int rpt_filter_parse(const char *expr, struct rpt_filter **out, struct ar_err *e
 		memset(&f->c[f->n], 0, sizeof f->c[f->n]);
 		f->n++;
 		if (parse_cond(part, &f->c[f->n - 1], err) < 0) {
-			ar_err_prefix(err, "bad --filter '%s'", expr);
 			goto fail;
 		}
 	}
 	if (!f->n) {
-		ar_err_set(err, AR_EINVAL, "bad --filter '%s': no condition", expr);
+		ar_err_set(err, AR_EINVAL, "'%s' has no condition", expr);
 		goto fail;
 	}
 	free(copy);

@@ -538,7 +538,8 @@ static void survival(struct buf *b, const struct rpt_model *m)
 				buf_puts(b, "<td class=\"bad\">&#10007; ");
 				esc(b, cls ? cls : "failed");
 				buf_puts(b, "</td>");
-			} else if (c->fail.found && t > 0 && c->fail.depth >= 0 && c->fail.depth < rpt_tier_tokens[t] * 3 / 4) {
+			} else if (c->fail.found && t > 0 && c->fail.depth > c->max_done_depth &&
+				   c->fail.depth < rpt_tier_tokens[t] * 3 / 4) {
 				buf_puts(b, "<td class=\"bad\">&#10007; not reached (");
 				esc(b, c->fail.cls);
 				buf_printf(b, " at %lld)</td>", (long long)c->fail.depth);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -80,6 +81,10 @@ static int report_run(int argc, char **argv)
 		}
 		snprintf(tmp, n, "%s.tmpXXXXXX", c.out);
 		int fd = mkstemp(tmp);
+		mode_t um = umask(0);
+		umask(um);
+		if (fd >= 0)
+			fchmod(fd, 0666 & ~um); /* mkstemp's 0600 is not what -o promises */
 		if (fd < 0 || !(f = fdopen(fd, "w"))) {
 			cli_error("report: cannot write '%s': %s", c.out, strerror(errno));
 			if (fd >= 0) {
