@@ -5,6 +5,9 @@
 #   input     text of the input file (written as is, a final newline kept)
 #   input-printf  a printf format whose output is the input (for bytes text cannot hold)
 #   zstd      present: the input is compressed with zstd (input.zst); value "truncate N" cuts N bytes
+#   store     present: INPUT is a results store made by $AR_MKSTORE (tests/tools/mkstore.c)
+#             from the SQL files listed one a line (SRC allowed; none: an empty store)
+#   store-sql SQL run on that store after the files
 #   exit      expected exit code (default 0)
 #   stdout    expected standard output, exactly
 #   stderr    expected standard error, exactly (INPUT replaced by the input path)
@@ -35,6 +38,14 @@ if has zstd; then
     truncate -s $((size - n)) "$input.zst"
   fi
   input="$input.zst"
+fi
+
+if has store; then
+  input="$work/store.db"
+  sql=()
+  while read -r f; do [ -n "$f" ] && sql+=("${f//SRC/$src}"); done < "$work/sec.store"
+  if has store-sql; then sql+=("$work/sec.store-sql"); fi
+  "${AR_MKSTORE:?AR_MKSTORE names tests/tools/mkstore}" "$input" "${sql[@]}" || exit 1
 fi
 
 args=$(sec args | head -n 1)

@@ -1,0 +1,184 @@
+/* report: statistics, number formatting, and the entry point. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report_int.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* nearest-rank percentile of sorted values, p in [0, 100] */
+double rpt_percentile(const double *sorted, size_t n, double p)
+{
+	if (!n)
+		return NAN;
+	double rank = ceil(p / 100.0 * (double)n);
+	size_t k = rank < 1 ? 0 : (size_t)rank - 1;
+	return sorted[k < n ? k : n - 1];
+}
+
+void rpt_stat_of(double *v, size_t n, struct rpt_stat *s)
+{
+	s->n = n;
+	s->med = s->min = s->max = NAN;
+	if (!n)
+		return;
+	qsort(v, n, sizeof *v, cmp_double);
+	s->min = v[0];
+	s->max = v[n - 1];
+	s->med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double metric(const struct rpt_req *r, enum rpt_metric k)
+{
+	switch (k) {
+	case RM_TTFT: return r->ttft;
+	case RM_DECODE: return r->decode;
+	case RM_PREFILL: return r->prefill;
+	case RM_MEM: return r->mem < 0 ? NAN : (double)r->mem;
+	}
+	return NAN;
+}
+
+struct rpt_stat rpt_cell(const struct rpt_model *m, const struct rpt_cfg *c, int cache, int t, enum rpt_metric k,
+			 const char **why)
+{
+	struct rpt_stat s = {0, NAN, NAN, NAN};
+	*why = NULL;
+	if (c->tier[cache][t].turn < 0)
+		return s;
+	double *v = malloc((c->n ? c->n : 1) * sizeof *v);
+	if (!v)
+		return s;
+	size_t n = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		const struct rpt_req *r = &m->req[c->first + i];
+		if (r->cache != cache || !(r->tiers & (1u << t)))
+			continue;
+		double x = metric(r, k);
+		if (r->done && !isnan(x))
+			v[n++] = x;
+		else if (r->failed && !*why)
+			*why = r->outcome;
+	}
+	rpt_stat_of(v, n, &s);
+	if (n)
+		*why = NULL;
+	free(v);
+	return s;
+}
+
+struct rpt_stat rpt_deepest(const struct rpt_model *m, const struct rpt_cfg *c)
+{
+	struct rpt_stat s = {0, NAN, NAN, NAN};
+	if (c->repeats <= 0 || c->repeats > 1000000)
+		return s;
+	double *v = malloc((size_t)c->repeats * sizeof *v);
+	if (!v)
+		return s;
+	for (int64_t k = 0; k < c->repeats; k++)
+		v[k] = -1;
+	for (size_t i = 0; i < c->n; i++) {
+		const struct rpt_req *r = &m->req[c->first + i];
+		if (r->done && r->repeat >= 0 && r->depth > v[r->repeat])
+			v[r->repeat] = (double)r->depth;
+	}
+	size_t n = 0;
+	for (int64_t k = 0; k < c->repeats; k++)
+		if (v[k] >= 0)
+			v[n++] = v[k];
+	rpt_stat_of(v, n, &s);
+	free(v);
+	return s;
+}
+
+int rpt_inflight_bucket(int64_t f)
+{
+	if (f <= 1)
+		return 0;
+	int b = 1;
+	int64_t hi = 2;
+	while (f > hi && b < 40) {
+		hi *= 2;
+		b++;
+	}
+	return b;
+}
+
+void rpt_inflight_label(int b, char *out, size_t n)
+{
+	if (b <= 1)
+		snprintf(out, n, "%d", b + 1);
+	else
+		snprintf(out, n, "%lld-%lld", (1LL << (b - 1)) + 1, 1LL << b);
+}
+
+void rpt_fmt_ms(double v, char *out, size_t n)
+{
+	if (isnan(v))
+		snprintf(out, n, "-");
+	else if (v < 10)
+		snprintf(out, n, "%.1f", v);
+	else
+		snprintf(out, n, "%.0f", v);
+}
+
+void rpt_fmt_rate(double v, char *out, size_t n)
+{
+	if (isnan(v))
+		snprintf(out, n, "-");
+	else
+		snprintf(out, n, "%.1f", v);
+}
+
+void rpt_fmt_bytes(double v, char *out, size_t n)
+{
+	if (isnan(v) || v < 0)
+		snprintf(out, n, "-");
+	else if (v >= 1024.0 * 1024 * 1024)
+		snprintf(out, n, "%.2f GiB", v / (1024.0 * 1024 * 1024));
+	else
+		snprintf(out, n, "%.0f MiB", v / (1024.0 * 1024));
+}
+
+void rpt_fmt_tokens(int64_t v, char *out, size_t n)
+{
+	if (v < 0)
+		snprintf(out, n, "-");
+	else
+		snprintf(out, n, "%lld", (long long)v);
+}
+
+void rpt_fmt_ratio(double v, char *out, size_t n)
+{
+	if (isnan(v) || isinf(v))
+		snprintf(out, n, "-");
+	else if (v < 10)
+		snprintf(out, n, "%.2fx", v);
+	else
+		snprintf(out, n, "%.0fx", v);
+}
+
+int report_write(sqlite3 *db, const struct report_opts *o, FILE *out, struct ar_err *err)
+{
+	struct rpt_model m;
+	int rc = report_model_load(db, o, &m, err);
+	if (rc == 0) {
+		switch (o->format) {
+		case REPORT_TEXT: rc = report_text(&m, false, out, err); break;
+		case REPORT_MD: rc = report_text(&m, true, out, err); break;
+		case REPORT_CSV: rc = report_csv(db, &m, out, err); break;
+		case REPORT_JSON: rc = report_json(db, &m, out, err); break;
+		case REPORT_HTML: rc = report_html(db, &m, out, err); break;
+		}
+	}
+	if (rc == 0 && (fflush(out) != 0 || ferror(out)))
+		rc = ar_err_set(err, AR_EIO, "cannot write the report: %s", strerror(errno));
+	report_model_free(&m);
+	return rc;
+}

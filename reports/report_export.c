@@ -1,0 +1,285 @@
+/* report_export: every request row with every figure, as CSV or JSON (the
+ * column names are rpt_cols, documented in README.md, Reports). Rows are
+ * streamed from the store, never held. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonh.h"
+#include "report_int.h"
+#include "utf8.h"
+
+int rpt_json_str(struct buf *b, const char *s, bool html)
+{
+	static const char hex[] = "0123456789abcdef";
+	if (!s)
+		return buf_puts(b, "null");
+	size_t n = strlen(s);
+	if (buf_putc(b, '"') < 0)
+		return -1;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x80) {
+			size_t len = 1;
+			while (i + len < n && ((unsigned char)s[i + len] & 0xC0) == 0x80 && len < 4)
+				len++;
+			if (utf8_check(s + i, len) == len) {
+				if (buf_append(b, s + i, len) < 0)
+					return -1;
+			} else if (buf_puts(b, "\\ufffd") < 0) {
+				return -1;
+			} else {
+				len = 1;
+			}
+			i += len;
+			continue;
+		}
+		int r;
+		if (c == '"')
+			r = buf_puts(b, "\\\"");
+		else if (c == '\\')
+			r = buf_puts(b, "\\\\");
+		else if (c == '\n')
+			r = buf_puts(b, "\\n");
+		else if (c < 0x20 || c == 0x7f || (html && (c == '<' || c == '>' || c == '&' || c == '\'')))
+			r = buf_printf(b, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+		else
+			r = buf_putc(b, (char)c);
+		if (r < 0)
+			return -1;
+		i++;
+	}
+	return buf_putc(b, '"');
+}
+
+static void tier_label(uint8_t tiers, char *out, size_t n)
+{
+	out[0] = 0;
+	for (int t = 0; t < RPT_NTIERS; t++)
+		if (tiers & (1u << t)) {
+			size_t l = strlen(out);
+			snprintf(out + l, n - l, "%s%s", l ? "+" : "", rpt_tier_name[t]);
+		}
+}
+
+static int put_csv_field(struct buf *b, const char *s)
+{
+	if (!strpbrk(s, ",\"\r\n") && s[0] != ' ' && (!*s || s[strlen(s) - 1] != ' '))
+		return buf_puts(b, s);
+	if (buf_putc(b, '"') < 0)
+		return -1;
+	for (; *s; s++)
+		if ((*s == '"' && buf_putc(b, '"') < 0) || buf_putc(b, *s) < 0)
+			return -1;
+	return buf_putc(b, '"');
+}
+
+/* One value of the current row: into b as CSV (csv) or JSON. */
+static int put_value(struct buf *b, sqlite3_stmt *st, size_t i, const struct rpt_req *r, bool csv)
+{
+	enum rpt_type t = rpt_cols[i].type;
+	int ct = sqlite3_column_type(st, (int)i);
+	if (t == RT_TIER) {
+		char lab[64];
+		tier_label(r ? r->tiers : 0, lab, sizeof lab);
+		if (csv)
+			return buf_puts(b, lab);
+		return lab[0] ? rpt_json_str(b, lab, false) : buf_puts(b, "null");
+	}
+	if (ct == SQLITE_NULL)
+		return csv ? 0 : buf_puts(b, "null");
+	switch (t) {
+	case RT_INT: return buf_printf(b, "%lld", (long long)sqlite3_column_int64(st, (int)i));
+	case RT_REAL: return jsonh_put_number(b, sqlite3_column_double(st, (int)i));
+	case RT_BOOL:
+		return buf_puts(b, sqlite3_column_int(st, (int)i) ? (csv ? "1" : "true") : (csv ? "0" : "false"));
+	case RT_JSON:
+		if (!csv) {
+			cJSON *j = cJSON_Parse((const char *)sqlite3_column_text(st, (int)i));
+			int rc = j ? jsonh_put(b, j) : rpt_json_str(b, (const char *)sqlite3_column_text(st, (int)i), false);
+			cJSON_Delete(j);
+			return rc;
+		}
+		/* fall through */
+	default: {
+		const char *s = (const char *)sqlite3_column_text(st, (int)i);
+		return csv ? put_csv_field(b, s ? s : "") : rpt_json_str(b, s, false);
+	}
+	}
+}
+
+/* Streams the filtered rows: row k is m->req[k] (same query, same filter). */
+static int stream_rows(sqlite3 *db, const struct rpt_model *m, FILE *out, bool csv, struct ar_err *err)
+{
+	struct rpt_filter *f = NULL;
+	sqlite3_stmt *st = NULL;
+	struct buf b = BUF_INIT;
+	int rc = -1;
+	size_t k = 0;
+	if (rpt_filter_parse(m->opts->filter, &f, err) < 0 || rpt_query_requests(db, &st, m->opts->run_id, err) < 0)
+		goto out;
+	int s;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!rpt_filter_pass(f, st))
+			continue;
+		const struct rpt_req *r = k < m->nreq ? &m->req[k] : NULL;
+		buf_reset(&b);
+		if (!csv)
+			buf_puts(&b, k ? ",\n{" : "\n{");
+		for (size_t i = 0; i < rpt_ncols; i++) {
+			if (csv) {
+				if (i)
+					buf_putc(&b, ',');
+			} else {
+				buf_printf(&b, "%s\"%s\":", i ? "," : "", rpt_cols[i].name);
+			}
+			if (put_value(&b, st, i, r, csv) < 0) {
+				ar_err_set(err, AR_ENOMEM, "out of memory");
+				goto out;
+			}
+		}
+		buf_puts(&b, csv ? "\n" : "}");
+		if (!b.data || fwrite(b.data, 1, b.len, out) != b.len) {
+			ar_err_set(err, AR_EIO, "cannot write the report");
+			goto out;
+		}
+		k++;
+	}
+	if (s != SQLITE_DONE) {
+		ar_err_set(err, AR_EFORMAT, "cannot read the store's requests: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	rc = 0;
+out:
+	buf_free(&b);
+	sqlite3_finalize(st);
+	rpt_filter_free(f);
+	return rc;
+}
+
+int report_csv(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err *err)
+{
+	for (size_t i = 0; i < rpt_ncols; i++)
+		fprintf(out, "%s%s", i ? "," : "", rpt_cols[i].name);
+	fputc('\n', out);
+	return stream_rows(db, m, out, true, err);
+}
+
+static void put_i64(struct buf *b, const char *k, int64_t v, bool comma)
+{
+	if (v < 0)
+		buf_printf(b, "%s\"%s\":null", comma ? "," : "", k);
+	else
+		buf_printf(b, "%s\"%s\":%lld", comma ? "," : "", k, (long long)v);
+}
+
+static void put_str(struct buf *b, const char *k, const char *v, bool comma)
+{
+	buf_printf(b, "%s\"%s\":", comma ? "," : "", k);
+	rpt_json_str(b, v, false);
+}
+
+static void put_num(struct buf *b, const char *k, double v)
+{
+	buf_printf(b, ",\"%s\":", k);
+	jsonh_put_number(b, v); /* NaN prints null */
+}
+
+int report_json(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err *err)
+{
+	struct buf b = BUF_INIT;
+	buf_puts(&b, "{\"format\":\"agentreplay-report/1\"");
+	put_str(&b, "store", m->opts->source, true);
+	put_str(&b, "filter", m->opts->filter, true);
+	buf_puts(&b, ",\"runs\":[");
+	for (size_t i = 0; i < m->nrun; i++) {
+		const struct rpt_run *r = &m->run[i];
+		buf_puts(&b, i ? ",\n{" : "\n{");
+		put_i64(&b, "id", r->id, false);
+		put_str(&b, "started_at", r->started, true);
+		put_str(&b, "finished_at", r->finished[0] ? r->finished : NULL, true);
+		put_str(&b, "status", r->status, true);
+		put_str(&b, "tool_version", r->tool_version, true);
+		put_str(&b, "command_line", r->command_line, true);
+		buf_puts(&b, "}");
+	}
+	buf_puts(&b, "],\"configs\":[");
+	bool first = true;
+	for (size_t i = 0; i < m->ncfg; i++) {
+		const struct rpt_cfg *c = &m->cfg[i];
+		if (c->hidden)
+			continue;
+		buf_puts(&b, first ? "\n{" : ",\n{");
+		first = false;
+		put_i64(&b, "id", c->id, false);
+		put_i64(&b, "run_id", c->run_id, true);
+		put_str(&b, "name", c->name, true);
+		put_str(&b, "backend", c->backend, true);
+		put_str(&b, "model", c->model, true);
+		put_str(&b, "url", c->url, true);
+		buf_printf(&b, ",\"simulated\":%s", c->simulated ? "true" : "false");
+		put_str(&b, "status", c->status, true);
+		put_i64(&b, "requests", (int64_t)c->n, true);
+		put_i64(&b, "repeats", c->repeats, true);
+		put_i64(&b, "peak_mem_bytes", c->peak_mem, true);
+		put_i64(&b, "deepest_ok_tokens", c->max_done_depth, true);
+		buf_puts(&b, ",\"failure\":");
+		if (c->fail.found) {
+			buf_putc(&b, '{');
+			put_str(&b, "session", c->fail.session, false);
+			put_i64(&b, "turn", c->fail.turn, true);
+			put_i64(&b, "context_tokens", c->fail.depth, true);
+			put_str(&b, "class", c->fail.cls, true);
+			put_str(&b, "evidence", c->fail.evidence, true);
+			put_i64(&b, "mem_bytes", c->fail.mem, true);
+			buf_puts(&b, "}");
+		} else {
+			buf_puts(&b, "null");
+		}
+		buf_puts(&b, ",\"mem\":");
+		if (c->mem.valid) {
+			buf_putc(&b, '{');
+			put_str(&b, "source", c->mem.source, false);
+			put_i64(&b, "baseline_bytes", c->mem.baseline, true);
+			put_num(&b, "bytes_per_token", c->mem.bytes_per_token);
+			put_i64(&b, "budget_bytes", c->mem.budget, true);
+			put_i64(&b, "projected_oom_tokens", c->mem.oom_tokens, true);
+			put_i64(&b, "projected_oom_turn", c->mem.oom_turn, true);
+			put_i64(&b, "points", c->mem.points, true);
+			put_num(&b, "r2", c->mem.r2);
+			buf_puts(&b, "}");
+		} else {
+			buf_puts(&b, "null");
+		}
+		buf_puts(&b, ",\"tiers\":{");
+		for (int k = 0; k < 2; k++) {
+			buf_printf(&b, "%s\"%s\":{", k ? "," : "", k == RQ_WARM ? "warm" : "cold");
+			for (int t = 0; t < RPT_NTIERS; t++) {
+				const struct rpt_tierturn *tt = &c->tier[k][t];
+				buf_printf(&b, "%s\"%s\":", t ? "," : "", rpt_tier_name[t]);
+				if (tt->turn < 0) {
+					buf_puts(&b, "null");
+					continue;
+				}
+				buf_putc(&b, '{');
+				put_str(&b, "session", m->sess[tt->sess], false);
+				put_i64(&b, "turn", tt->turn, true);
+				put_i64(&b, "context_tokens", tt->depth, true);
+				buf_puts(&b, "}");
+			}
+			buf_puts(&b, "}");
+		}
+		buf_puts(&b, "}}");
+	}
+	buf_puts(&b, "],\"requests\":[");
+	int rc = 0;
+	if (!b.data || fwrite(b.data, 1, b.len, out) != b.len)
+		rc = ar_err_set(err, AR_EIO, "cannot write the report");
+	buf_free(&b);
+	if (rc == 0)
+		rc = stream_rows(db, m, out, false, err);
+	if (rc == 0)
+		fputs("]}\n", out);
+	return rc;
+}

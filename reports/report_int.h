@@ -1,0 +1,153 @@
+/* report_int: the in-memory model every format renders (internal to reports/).
+ *
+ * report_model_load reads the store once through the same request query the
+ * exporters stream (rpt_cols, in the order of RPT_ORDER), so row k of a
+ * second pass over that query is model->req[k] when the same filter is
+ * applied. Per request only what the summaries need is kept (about 80 bytes),
+ * so 100k requests cost a few MB; the full rows are streamed, never held.
+ *
+ * Ownership: the model owns every string in it; report_model_free releases it.
+ */
+#ifndef AR_REPORT_INT_H
+#define AR_REPORT_INT_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "buf.h"
+#include "report.h"
+
+#define RPT_NTIERS 4 /* baseline, 32k, 64k, 128k */
+extern const char *const rpt_tier_name[RPT_NTIERS];
+extern const int64_t rpt_tier_tokens[RPT_NTIERS]; /* 0 for baseline */
+
+enum { RQ_COLD = 0, RQ_WARM = 1, RQ_OTHER = 2 };
+
+/* request columns, in output order (the stable names of csv/json) */
+enum rpt_type { RT_INT, RT_REAL, RT_TEXT, RT_BOOL, RT_JSON, RT_TIER };
+struct rpt_col {
+	const char *name;
+	const char *sql; /* expression over requests r, configs c */
+	enum rpt_type type;
+};
+extern const struct rpt_col rpt_cols[];
+extern const size_t rpt_ncols;
+int rpt_col_find(const char *name); /* index or -1 */
+
+struct rpt_req {
+	uint32_t cfg;  /* index into model->cfg */
+	uint32_t sess; /* index into model->sess */
+	int64_t turn, repeat, depth, mem, in_flight; /* -1 unknown */
+	double ttft, decode, prefill;                /* NaN unknown */
+	uint8_t cache;                               /* RQ_* */
+	bool done;                                   /* completed: outcome ok or slo */
+	bool failed;                                 /* outcome other than ok */
+	uint8_t tiers;                               /* bit t: this turn is tier t of its cache state */
+	const char *outcome;                         /* owned by the model's string pool */
+};
+
+struct rpt_failure {
+	bool found;
+	char *session, *cls, *evidence;
+	int64_t turn, depth, mem; /* -1 unknown */
+};
+
+struct rpt_memmodel {
+	bool valid;
+	char source[16]; /* rss, host_drop, gpu */
+	int64_t baseline, budget, oom_tokens, oom_turn, points; /* -1 unknown */
+	double bytes_per_token, r2;                              /* NaN unknown */
+};
+
+struct rpt_tierturn {
+	int64_t turn; /* -1: no turn in the band */
+	uint32_t sess;
+	int64_t depth;
+};
+
+struct rpt_cfg {
+	int64_t id, run_id;
+	char *name, *backend, *model, *url, *status;
+	bool simulated, hidden;
+	struct rpt_failure fail;
+	struct rpt_memmodel mem;
+	size_t first, n; /* its requests: model->req[first .. first+n) */
+	struct rpt_tierturn tier[2][RPT_NTIERS]; /* [RQ_COLD/RQ_WARM][tier] */
+	int64_t peak_mem, max_done_depth;
+	int64_t repeats; /* distinct repeat indexes */
+	bool concurrent; /* some request had in_flight > 1 */
+};
+
+struct rpt_run {
+	int64_t id;
+	char *started, *finished, *status, *tool_version, *command_line;
+};
+
+struct rpt_model {
+	struct rpt_run *run;
+	size_t nrun;
+	struct rpt_cfg *cfg;
+	size_t ncfg, nshown;
+	struct rpt_req *req;
+	size_t nreq;
+	char **sess;
+	size_t nsess;
+	char **pool; /* interned outcome strings */
+	size_t npool;
+	bool concurrent; /* some request had in_flight > 1 */
+	const struct report_opts *opts;
+};
+
+/* filter */
+struct rpt_filter;
+int rpt_filter_parse(const char *expr, struct rpt_filter **out, struct ar_err *err);
+void rpt_filter_free(struct rpt_filter *f);
+/* True when the row at the request statement's current step passes. */
+bool rpt_filter_pass(const struct rpt_filter *f, sqlite3_stmt *st);
+
+/* The request query (columns rpt_cols; ?1 run id or -1). */
+int rpt_query_requests(sqlite3 *db, sqlite3_stmt **out, int64_t run_id, struct ar_err *err);
+
+int report_model_load(sqlite3 *db, const struct report_opts *o, struct rpt_model *m, struct ar_err *err);
+void report_model_free(struct rpt_model *m);
+
+/* statistics over completed requests of one cell */
+struct rpt_stat {
+	size_t n;
+	double med, min, max;
+};
+enum rpt_metric { RM_TTFT, RM_DECODE, RM_PREFILL, RM_MEM };
+/* Figures of config c, cache state `cache`, tier t. When the tier's turn has
+ * no completed request, *why is the failure class seen there (or NULL when
+ * the tier has no turn at all). */
+struct rpt_stat rpt_cell(const struct rpt_model *m, const struct rpt_cfg *c, int cache, int t, enum rpt_metric k,
+			 const char **why);
+void rpt_stat_of(double *v, size_t n, struct rpt_stat *s); /* sorts v */
+double rpt_percentile(const double *sorted, size_t n, double p);
+/* Deepest completed request per repeat: median, min-max, n = repeats. */
+struct rpt_stat rpt_deepest(const struct rpt_model *m, const struct rpt_cfg *c);
+
+/* the in-flight buckets of the concurrency table: 1, 2, 3-4, 5-8, ... */
+int rpt_inflight_bucket(int64_t in_flight);
+void rpt_inflight_label(int b, char *out, size_t n);
+
+/* number formatting (into out, n >= 32) */
+void rpt_fmt_ms(double v, char *out, size_t n);
+void rpt_fmt_rate(double v, char *out, size_t n);
+void rpt_fmt_bytes(double v, char *out, size_t n);
+void rpt_fmt_tokens(int64_t v, char *out, size_t n);
+void rpt_fmt_ratio(double v, char *out, size_t n);
+
+/* the formats */
+int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *err);
+int report_csv(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err *err);
+int report_json(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err *err);
+int report_html(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err *err);
+
+/* A JSON string literal safe inside HTML <script> (escapes < > & too). */
+int rpt_json_str(struct buf *b, const char *s, bool html);
+
+#endif
