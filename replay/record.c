@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "jsonh.h"
@@ -85,6 +86,10 @@ struct xreq {
 	bool done;          /* the upstream transfer ended */
 	bool failed;        /* ended with a transfer error */
 	bool client_gone;   /* the agent hung up */
+	bool record_done;   /* the record is written (or there is none): the
+			     * agent sees the end of its answer only then, so a
+			     * call it saw complete is in the files even if the
+			     * recorder is killed right after */
 	long status;
 	struct curl_slist *resp_hdrs; /* "Name: value" to pass on */
 	char errmsg[CURL_ERROR_SIZE + 64];
@@ -789,20 +794,24 @@ static void *worker(void *arg)
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
 
-	if (x->api == API_NONE || r->closing)
-		return NULL;
-	long status = x->status;
-	if (x->failed && before_headers)
-		status = 502;
-	else if (gone)
-		status = 499;
-	if (x->acc.sse && x->acc.sp)
-		sse_parser_finish(x->acc.sp, on_sse, x, &(bool){false}, NULL);
-	acc_finish(x);
-	pthread_mutex_lock(&r->mu);
-	if (!r->io_failed)
-		record_call(r, x, status);
-	pthread_mutex_unlock(&r->mu);
+	if (x->api != API_NONE && !(r->closing && x->failed)) {
+		long status = x->status;
+		if (x->failed && before_headers)
+			status = 502;
+		else if (gone)
+			status = 499;
+		if (x->acc.sse && x->acc.sp)
+			sse_parser_finish(x->acc.sp, on_sse, x, &(bool){false}, NULL);
+		acc_finish(x);
+		pthread_mutex_lock(&r->mu);
+		if (!r->io_failed)
+			record_call(r, x, status);
+		pthread_mutex_unlock(&r->mu);
+	}
+	pthread_mutex_lock(&x->mu);
+	x->record_done = true;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
 	return NULL;
 }
 
@@ -879,7 +888,7 @@ static ssize_t relay(void *cls, uint64_t pos, char *out, size_t max)
 {
 	struct xreq *x = cls;
 	pthread_mutex_lock(&x->mu);
-	while (!x->q.len && !x->done && !x->rec->closing) {
+	while (!x->q.len && !x->record_done && !x->rec->closing) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 100 * 1000 * 1000;
@@ -896,10 +905,10 @@ static ssize_t relay(void *cls, uint64_t pos, char *out, size_t max)
 		buf_consume(&x->q, k);
 		n = (ssize_t)k;
 		pthread_cond_broadcast(&x->cv); /* room for the worker */
-	} else if (x->rec->closing || x->failed) {
-		n = MHD_CONTENT_READER_END_WITH_ERROR;
-	} else {
+	} else if (x->record_done && !x->failed) {
 		n = MHD_CONTENT_READER_END_OF_STREAM;
+	} else {
+		n = MHD_CONTENT_READER_END_WITH_ERROR; /* upstream cut, or the recorder stops */
 	}
 	pthread_mutex_unlock(&x->mu);
 	return n;
@@ -1122,6 +1131,8 @@ out:
 			*err = e2;
 			rc = -1;
 		}
+		if (st->sessions == 0)
+			unlink(o->trace_path); /* an empty file is not a trace */
 	}
 	if (r->log && fclose(r->log) != 0 && rc == 0)
 		rc = ar_err_set(err, AR_EIO, "cannot write the request log '%s': %s", o->log_path, strerror(errno));

@@ -32,7 +32,10 @@
  *
  * An upstream that cannot be reached gets the agent a 502 with a JSON error
  * body; the proxy keeps serving. Requests are recorded in the order their
- * answers complete.
+ * answers complete. A run that recorded nothing removes the (empty) trace
+ * file. The agent sees the end of each answer only once its record is
+ * written, so every call the agent saw complete is in the files even when
+ * the recorder is killed right after.
  */
 #ifndef AR_RECORD_H
 #define AR_RECORD_H

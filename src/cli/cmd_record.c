@@ -33,7 +33,7 @@ struct record_cfg {
 	const char *upstream, *out, *log, *port_file;
 	char host[64];
 	int port;
-	bool no_redact, quiet;
+	bool no_redact, quiet, started;
 	const char *rules[MAX_RULE_FILES];
 	size_t n_rules;
 	uint64_t max_body;
@@ -46,7 +46,7 @@ static int parse_listen(struct record_cfg *c, const char *val, struct ar_err *er
 	if (colon) {
 		size_t n = (size_t)(colon - val);
 		if (n >= sizeof c->host)
-			return ar_err_set(err, AR_EINVAL, "--listen '%s': address too long", val);
+			return ar_err_set(err, AR_EINVAL, "'%s': address too long", val);
 		if (n) {
 			memcpy(c->host, val, n);
 			c->host[n] = '\0';
@@ -55,7 +55,7 @@ static int parse_listen(struct record_cfg *c, const char *val, struct ar_err *er
 	char *end;
 	long p = strtol(port, &end, 10);
 	if (!*port || *end || p < 0 || p > 65535)
-		return ar_err_set(err, AR_EINVAL, "--listen '%s': expected ADDR:PORT with PORT 0..65535", val);
+		return ar_err_set(err, AR_EINVAL, "'%s': expected ADDR:PORT with PORT 0..65535", val);
 	c->port = (int)p;
 	return 0;
 }
@@ -97,7 +97,8 @@ static void on_signal(int sig)
 
 static void on_ready(void *ctx, int port)
 {
-	const struct record_cfg *c = ctx;
+	struct record_cfg *c = ctx;
+	c->started = true;
 	if (!c->quiet)
 		fprintf(stderr,
 			"agentreplay record: listening on http://%s:%d -> %s\n"
@@ -196,12 +197,12 @@ static int record_main(int argc, char **argv)
 	int rc = record_run(&o, &st, &err);
 	if (rc < 0)
 		cli_error_err(&err);
-	if (!c.quiet || rc < 0) {
+	if (c.started && (!c.quiet || rc < 0)) {
 		fprintf(stderr,
 			"agentreplay record: %lld requests, %lld API calls recorded (%lld failed, %lld upstream "
 			"unreachable), %lld turns in %lld sessions -> %s\n",
 			(long long)st.requests, (long long)st.recorded, (long long)st.failed, (long long)st.refused,
-			(long long)st.turns, (long long)st.sessions, c.out);
+			(long long)st.turns, (long long)st.sessions, st.sessions ? c.out : "nothing recorded, no trace written");
 		if (st.unparsed || st.orphans || st.dropped)
 			fprintf(stderr, "  %lld bodies not chat requests (logged only), %lld tool results for unknown calls "
 					"(kept as user messages), %lld parts without a trace form (images, thinking, server "

@@ -164,7 +164,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_header("Content-Length", str(sum(len(c) for c in chunks)))
         self.end_headers()
-        sent = b""
+        # logged before the bytes go out: the agent may look as soon as it has them
+        self.server.log.append((self.path, dict(self.headers), raw, b"".join(chunks)))
         for c in chunks:
             if stream:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
@@ -172,10 +173,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(0.002)
             else:
                 self.wfile.write(c)
-            sent += c
         if stream:
             self.wfile.write(b"0\r\n\r\n")
-        self.server.log.append((self.path, dict(self.headers), raw, sent))
 
 
 def serve(capture=False, port=0):
@@ -512,6 +511,18 @@ try:
     ok(good and [t["response"]["content"] for t in tt] == texts and all(len(t["append"]) == 1 for t in tt)
        and all(t["recorded"]["output_tokens"] == 8 for t in tt),
        "sim serve: streamed answers recorded, each turn appends only the new user message")
+    # ---- 6. bad input: exit 2 with a message naming the problem -------------------------------
+    bad = os.path.join(work, "bad.rules")
+    open(bad, "w").write("# mine\nmine  ok[a-z]+\nbroken  (unclosed\n")
+    for args, want in (
+            (["--upstream", "http://127.0.0.1:1", "-o", os.path.join(work, "x.jsonl"), "--redact-rules", bad],
+             bad + ":3: bad pattern for 'broken' at offset 9: missing closing parenthesis"),
+            (["--upstream", "ftp://h", "-o", os.path.join(work, "x.jsonl")], "--upstream 'ftp://h' is not an http(s) URL"),
+            (["--upstream", "http://h"], "record needs --upstream URL and -o FILE"),
+            (["--upstream", "http://h", "-o", os.path.join(work, "x.jsonl"), "--listen", "127.0.0.1:99999"], "PORT 0..65535"),
+            (["--upstream", "http://h", "-o", os.path.join(work, "nodir", "x.jsonl"), "--listen", "127.0.0.1:0"], "cannot create")):
+        p = subprocess.run([AR, "record"] + args, capture_output=True, text=True, timeout=20)
+        ok(p.returncode == 2 and want in p.stderr, "bad input exits 2: %s (%d: %s)" % (want, p.returncode, p.stderr.strip()[:200]))
 finally:
     for p in procs:
         if p.poll() is None:
