@@ -6,7 +6,8 @@ of it (redaction on, request log on). N pairs of streamed chat requests, each pa
 fresh prompt (a new prefix, so no pair inherits a cached prompt) sent once directly and once
 through the recorder, in alternating order, each path on its own kept-alive connection (as
 agent SDKs do). TTFT = client send to the first SSE event carrying content. Prints p50/p99 of
-both paths, the paired difference (via recorder - direct) and the ratio of the p50s.
+both paths, the paired difference (via recorder - direct) and the ratio of the p50s, and the
+paired difference at the last byte (the recorder ends an answer only once its record is written).
 Usage: bench_record.py AGENTREPLAY [N]
 """
 import http.client, json, os, subprocess, sys, tempfile, time
@@ -61,12 +62,12 @@ try:
                 first = (time.perf_counter() - t0) * 1000
         if r.status != 200 or first is None:
             raise SystemExit("%s: status %d, no content" % (path, r.status))
-        return first
+        return first, (time.perf_counter() - t0) * 1000
 
     for k in range(5):  # warm both connections and the server
         ttft("direct", "warm %d" % k)
         ttft("record", "warm %d" % k)
-    d, v, diff = [], [], []
+    d, v, diff, ediff = [], [], [], []
     for k in range(N):
         prompt = "[pair %d] %s Review it." % (k, ctx)
         order = ("direct", "record") if k % 2 == 0 else ("record", "direct")
@@ -74,13 +75,17 @@ try:
         for path in order:
             # same prompt on both paths: put a path tag first so neither hits the other's cache
             got[path] = ttft(path, "[%s] %s" % (path, prompt))
-        d.append(got["direct"])
-        v.append(got["record"])
-        diff.append(got["record"] - got["direct"])
+        d.append(got["direct"][0])
+        v.append(got["record"][0])
+        diff.append(got["record"][0] - got["direct"][0])
+        ediff.append(got["record"][1] - got["direct"][1])
+    print("pairs with more than 20 ms added: %d" % sum(1 for x in diff if x > 20))
     print("recorder TTFT overhead, %d pairs of streamed requests to sim serve (llama-server profile, time-scale 200)" % N)
     print("  direct    TTFT  p50 %7.3f ms  p99 %7.3f ms" % (pct(d, 0.5), pct(d, 0.99)))
     print("  recorder  TTFT  p50 %7.3f ms  p99 %7.3f ms" % (pct(v, 0.5), pct(v, 0.99)))
     print("  added (paired)  p50 %7.3f ms  p99 %7.3f ms" % (pct(diff, 0.5), pct(diff, 0.99)))
+    print("  added to the end of the answer (paired; the record is written first) p50 %7.3f ms  p99 %7.3f ms"
+          % (pct(ediff, 0.5), pct(ediff, 0.99)))
     print("  ratio recorder/direct p50 %.3f  p99 %.3f" % (pct(v, 0.5) / pct(d, 0.5), pct(v, 0.99) / pct(d, 0.99)))
 finally:
     for p in procs:
