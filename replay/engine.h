@@ -55,6 +55,13 @@ struct engine_cfg {
 	const char *extra_json; /* members merged into every request body: a JSON object's inside, e.g. "\"grammar\":\"...\"" */
 	struct trace_reader_opts ropts;
 	volatile sig_atomic_t *stop; /* set by a signal handler: finish the row in flight, then stop */
+	/* Managed servers (sweep, replay/sweep.c): called for every request that
+	 * is not ok, after classification and before the row is stored and the
+	 * failure point taken from it. It may replace row->outcome and
+	 * row->evidence (strings it owns, valid until its next call), e.g. `crash`
+	 * with the server's exit status, `oom` from the server's log. NULL: none. */
+	void (*on_failure)(void *ud, struct store_request *row);
+	void *on_failure_ud;
 };
 
 /* One measured request, as stored. */

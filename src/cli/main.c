@@ -10,6 +10,8 @@ static const struct cli_cmd *const commands[] = {
 	&cmd_trace,
 	&cmd_gen,
 	&cmd_sim,
+	&cmd_sweep,
+	&cmd_db,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
