@@ -64,14 +64,19 @@ int lc_free_port(int *port, struct ar_err *err)
 
 bool lc_port_in_use(int port)
 {
+	/* can a server bind it? (a connect could hang on a listener that never
+	 * accepts, and would talk to whatever is there) SO_REUSEADDR: sockets in
+	 * TIME_WAIT do not count, a listener does */
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return false;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	struct sockaddr_in a = {0};
 	a.sin_family = AF_INET;
 	a.sin_port = htons((uint16_t)port);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bool used = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+	bool used = bind(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno == EADDRINUSE;
 	close(fd);
 	return used;
 }

@@ -242,6 +242,8 @@ static void engine_cfg_of(struct cfg_run *c, struct engine_cfg *e, const char *c
 	e->on_failure_ud = c;
 }
 
+static void stop_server(struct cfg_run *c);
+
 /* JSON text of a start/stop detail. */
 static char *json_detail(cJSON *o)
 {
@@ -333,18 +335,14 @@ fail:;
 	tail[0] = '\0';
 	int w = 0;
 	if (c->srv) {
-		struct lc_stop_result sr;
-		struct ar_err e3 = {0};
-		bool exited_first = lc_poll_exit(c->srv, 0);
-		(void)lc_stop(c->srv, &sr, &e3);
-		if (exited_first && lc_exited(c->srv, &w))
+		if (lc_poll_exit(c->srv, 0) && lc_exited(c->srv, &w))
 			lc_status_text(w, status, sizeof status);
+		c->crash_recorded = true; /* start_failed says it */
+		stop_server(c);
 		const char *lc = scan_log(c, line, sizeof line);
 		if (lc && !strcmp(lc, "oom"))
 			cls = "oom";
 		lc_log_tail(c->log_path, 20, tail, sizeof tail);
-		lc_free(c->srv);
-		c->srv = NULL;
 	}
 	cJSON *f = cJSON_CreateObject();
 	cJSON_AddStringToObject(f, "phase", "start");
