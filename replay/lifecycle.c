@@ -107,7 +107,7 @@ int lc_find_program(const char *argv0, char *out, size_t n, struct ar_err *err)
 		if (*p == ':')
 			p++;
 	}
-	return ar_err_set(err, AR_EIO, "program '%s' is not in PATH (%s)", argv0, path);
+	return ar_err_set(err, AR_EIO, "program '%s' is not in PATH", argv0);
 }
 
 pid_t lc_pid(const struct lc_server *s) { return s->pid; }

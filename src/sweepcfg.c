@@ -103,7 +103,12 @@ static char *scalar_text(const cJSON *v)
 		if (d == (double)(long long)d && d > -9e15 && d < 9e15)
 			snprintf(tmp, sizeof tmp, "%lld", (long long)d);
 		else
-			snprintf(tmp, sizeof tmp, "%.17g", d);
+			for (int prec = 15; prec <= 17; prec++) {
+				/* the shortest text that reads back as the same number: 0.7, not 0.69999999999999996 */
+				snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+				if (strtod(tmp, NULL) == d)
+					break;
+			}
 		return strdup(tmp);
 	}
 	return NULL;
@@ -335,7 +340,7 @@ int sweepcfg_env(const struct sweep_plan *p, const struct sweep_item *it, int po
 		const char *eq = strchr(b->env[i], '=');
 		char what[200], *val = NULL;
 		snprintf(what, sizeof what, "backends.%s.env.%.*s", b->id, (int)(eq - b->env[i]), b->env[i]);
-		if (subst(&L, eq + 1, SUB_WHOLE, p->path, b->env_line[i], what, &val, err) < 0) {
+		if (subst(&L, eq + 1, SUB_TEXT, p->path, b->env_line[i], what, &val, err) < 0) {
 			sweepcfg_strv_free(v);
 			return -1;
 		}

@@ -33,11 +33,11 @@
  *
  * Placeholders: {backend}, {model}, {model_path} (the model's `path`, else
  * its name), every other member of a model object, {port}, {name}, and every
- * matrix key. In `command` and `env` a placeholder must be a whole element
- * ("--port", "{port}"; never "--port={port}"), so no value is ever split or
- * re-parsed; in `url`, `health` and `name` they may sit inside the text; with
- * `shell: true` they are substituted single-quoted. An unknown placeholder is
- * an error naming FILE:LINE.
+ * matrix key. In `command` a placeholder must be a whole element ("--port",
+ * "{port}"; never "--port={port}"), so no value is ever split or re-parsed;
+ * in `env` values, `url`, `health` and `name` they may sit inside the text
+ * (nothing parses those); with `shell: true` they are substituted
+ * single-quoted. An unknown placeholder is an error naming FILE:LINE.
  *
  * Ownership: sweepcfg_load() returns a plan freed by sweepcfg_free() (NULL
  * ok); every string in it belongs to the plan. Vectors returned by
