@@ -411,12 +411,14 @@ static int req_finish(struct run *r, const struct turn_req *t, struct xreq *x, s
 		row->server_json = NULL;
 	out->trace = t->trace;
 	out->session_turns = t->turns;
+	if (cfg->on_failure && strcmp(row->outcome, "ok"))
+		cfg->on_failure(cfg->on_failure_ud, row);
 	if (t->warmup)
 		return 0;
 	if (store_request_add(r->st, r->config_id, row, err) < 0)
 		return -1;
 	r->sum->requests++;
-	if (strcmp(oc.cls, "ok"))
+	if (strcmp(row->outcome, "ok"))
 		r->sum->failed++;
 	if (r->obs && r->obs->on_request)
 		r->obs->on_request(r->obs->ud, out);

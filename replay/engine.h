@@ -73,6 +73,13 @@ struct engine_cfg {
 	double pace;            /* x the trace's recorded gaps `t`; 0 = send at once; < 0 = default (1 under
 				 * arrival trace, else 0) */
 	uint64_t seed;          /* Poisson arrivals */
+	/* Managed servers (sweep, replay/sweep.c): called for every request that
+	 * is not ok, after classification and before the row is stored and the
+	 * failure point taken from it. It may replace row->outcome and
+	 * row->evidence (strings it owns, valid until its next call), e.g. `crash`
+	 * with the server's exit status, `oom` from the server's log. NULL: none. */
+	void (*on_failure)(void *ud, struct store_request *row);
+	void *on_failure_ud;
 };
 
 /* One measured request, as stored. */

@@ -12,6 +12,8 @@ static const struct cli_cmd *const commands[] = {
 	&cmd_sim,
 	&cmd_report,
 	&cmd_record,
+	&cmd_sweep,
+	&cmd_db,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

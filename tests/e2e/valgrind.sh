@@ -55,6 +55,8 @@ vg run_sim_inprocess 0 "$AR" run --quiet --json --db "$work/a.db" --repeats 1 "$
 
 start_fs --ttft-ms 5 --itl-ms 1
 vg run_openai 0 "$AR" run --quiet --backend "openai:$url" --db "$work/b.db" --repeats 1 --warmup 0 "$TRACE"
+vg run_concurrency 0 "$AR" run --quiet --backend "openai:$url" --db "$work/b.db" --repeats 1 --warmup 0 \
+  --concurrency 8 --arrival stagger:5ms "$TRACE"
 start_fs --ttft-ms 5 --itl-ms 1 --fault "reset_mid_stream@2:3" --fault "http_status@4:500" --fault "garbage@5"
 vg run_faults 1 "$AR" run --quiet --backend "openai:$url" --db "$work/c.db" --repeats 1 --warmup 0 "$TRACE"
 start_fs --ttft-ms 5 --itl-ms 1 --fault "exit@3:1"
@@ -77,6 +79,12 @@ if [ "$rc" -eq 99 ] || [ -s "$work/sim_serve.vg" ]; then
 else
   echo "ok   sim_serve (exit $rc, memcheck clean)"
 fi
+
+# reports of the stores the runs above wrote
+vg report_text 0 "$AR" report "$work/b.db"
+vg report_html 0 "$AR" report "$work/c.db" --format html -o "$work/c.html"
+vg report_csv 0 "$AR" report "$work/d.db" --format csv -o "$work/d.csv"
+vg report_not_a_store 2 "$AR" report "$TRACE"
 
 [ "$fails" -eq 0 ] && echo "all ok" || echo "$fails failed"
 exit $((fails > 0))
