@@ -62,5 +62,6 @@ extern const struct cli_cmd cmd_trace;
 extern const struct cli_cmd cmd_gen;
 extern const struct cli_cmd cmd_sim;
 extern const struct cli_cmd cmd_run;
+extern const struct cli_cmd cmd_import;
 
 #endif

@@ -10,6 +10,7 @@ static const struct cli_cmd *const commands[] = {
 	&cmd_trace,
 	&cmd_gen,
 	&cmd_sim,
+	&cmd_import,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
