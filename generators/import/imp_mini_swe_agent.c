@@ -41,6 +41,7 @@ static int convert(struct imp *im, const char *path, struct ar_err *err)
 		goto oom;
 	imp_source_str(s, "trajectory_format", imp_str(doc, "trajectory_format"));
 	imp_source_str(s, "version", imp_str(info, "mini_version"));
+	imp_source_synth(s, "tools");
 	const cJSON *m = msgs->child;
 	if (m && imp_str(m, "role") && !strcmp(imp_str(m, "role"), "system")) {
 		if (!(s->system = imp_parts_text(im, cJSON_GetObjectItemCaseSensitive(m, "content"))))
@@ -89,6 +90,9 @@ static int convert(struct imp *im, const char *path, struct ar_err *err)
 		struct imp_usage u;
 		imp_usage_openai(cJSON_GetObjectItemCaseSensitive(resp, "usage"), &u);
 		imp_usage_record(&t, &u);
+		/* the tool schemas (info.config) are not in the messages: size them */
+		if (imp_calibrate_turn0(im, &t, "mini-swe-agent", u.prompt) < 0)
+			goto oom;
 		imp_rec_str(&t, "model", imp_str(resp, "model"));
 		double ts = imp_num(extra, "timestamp", -1);
 		if (ts < 0)

@@ -16,10 +16,13 @@
 
 /* ---- the table ------------------------------------------------------------- */
 
-extern const struct importer imp_claude_code, imp_mini_swe_agent, imp_mooncake, imp_weka, imp_openai_log;
+extern const struct importer imp_claude_code, imp_codex, imp_gemini_cli, imp_swe_agent, imp_mini_swe_agent,
+	imp_openhands, imp_aider, imp_managed_agents, imp_mooncake, imp_weka, imp_openai_log;
 
+/* Sniffing asks each in turn; the highest score wins (ties: the first). */
 static const struct importer *const table[] = {
-	&imp_claude_code, &imp_mini_swe_agent, &imp_mooncake, &imp_weka, &imp_openai_log, NULL,
+	&imp_claude_code, &imp_codex, &imp_gemini_cli, &imp_swe_agent, &imp_mini_swe_agent, &imp_openhands,
+	&imp_aider, &imp_managed_agents, &imp_mooncake, &imp_weka, &imp_openai_log, NULL,
 };
 
 const struct importer *const *import_table(void)
@@ -723,6 +726,16 @@ int imp_synth_prefix(struct imp *im, struct tr_session *s, struct tr_turn *t0, c
 	im->calibrated_turn0 = true;
 	im->rep->synthesized_prefix++;
 	return 0;
+}
+
+int imp_calibrate_turn0(struct imp *im, struct tr_turn *t0, const char *kind, int64_t prompt)
+{
+	if (prompt <= 0 || im->next_i != 0)
+		return 0;
+	int64_t h = im->cv.prefix_tokens;
+	for (size_t k = 0; k < t0->n_append; k++)
+		h += tr_message_tokens(&t0->append[k]);
+	return imp_synth_prefix(im, NULL, t0, kind, prompt - h);
 }
 
 /* ---- usage --------------------------------------------------------------------- */

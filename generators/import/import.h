@@ -199,6 +199,12 @@ int imp_blocks_turn(struct imp_blocks *b, struct tr_turn *t, const int64_t *ids,
  * empty). -1 out of memory, -2 not such an array. */
 int imp_json_ids(const cJSON *arr, int64_t **out, size_t *n);
 
+/* The same for a session already written (system known, tools missing):
+ * sizes the synthetic message from `prompt` (turn 0's recorded prompt)
+ * minus the system prompt and turn 0's append. Only on turn 0. The caller
+ * names what it stands for in source.synthesized before writing the session. */
+int imp_calibrate_turn0(struct imp *im, struct tr_turn *t0, const char *kind, int64_t prompt);
+
 /* ---- usage --------------------------------------------------------------- */
 
 struct imp_usage {

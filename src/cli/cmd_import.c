@@ -108,7 +108,7 @@ static void report_text(const struct imp_report *r, const char *dest)
 			"agentreplay: import: estimated vs recorded prompt size: median error %.1f%% (signed %+.1f%%) over %zu %s\n",
 			100 * imp_report_median_abs(r), 100 * imp_report_median(r), r->n_err, pl((int64_t)r->n_err, "turn", "turns"));
 	if (r->synthesized_prefix)
-		fprintf(stderr, "agentreplay: import: system prompt and tool schemas synthesized to the recorded size in %lld %s\n",
+		fprintf(stderr, "agentreplay: import: missing system prompt / tool schemas synthesized to the recorded size in %lld %s\n",
 			(long long)r->synthesized_prefix, pl(r->synthesized_prefix, "session", "sessions"));
 	for (size_t i = 0; i < r->n_drops; i++)
 		fprintf(stderr, "agentreplay: import: dropped %lld %s\n", (long long)r->drops[i].n, r->drops[i].kind);
