@@ -206,7 +206,7 @@ static int flush(struct cc *c, struct build *b, struct ar_err *err)
 		for (size_t k = 0; k < t->n_append; k++)
 			h += tr_message_tokens(&t->append[k]);
 		size_t before = t->n_append;
-		if (imp_synth_prefix(c->im, NULL, t, "claude-code", b->u.prompt - h) < 0)
+		if (imp_synth_prefix(c->im, NULL, t, b->is_main ? "claude-code" : "claude-code/subagent", b->u.prompt - h) < 0)
 			return ar_err_set(err, AR_ENOMEM, "out of memory");
 		b->synth_prefix = t->n_append > before;
 	}
@@ -364,9 +364,9 @@ static int assistant_line(struct cc *c, struct build *b, const cJSON *o, uint64_
 				if (imp_resp_reason_cat(r, s, strlen(s)) < 0)
 					return ar_err_set(err, AR_ENOMEM, "out of memory");
 			} else
-				imp_drop(c->im, "signature-only thinking (size kept in output_tokens)", 1);
+				imp_drop(c->im, "thinking without text (size in output_tokens)", 1);
 		} else if (!strcmp(type, "redacted_thinking")) {
-			imp_drop(c->im, "encrypted reasoning (size kept in output_tokens)", 1);
+			imp_drop(c->im, "encrypted reasoning (size in output_tokens)", 1);
 		}
 	}
 	return 0;

@@ -141,7 +141,7 @@ static int item(struct imp *im, struct cx *c, const cJSON *p, double ts, uint64_
 				return ar_err_set(err, AR_ENOMEM, "out of memory");
 		}
 		if (imp_str(p, "encrypted_content"))
-			imp_drop(im, "encrypted reasoning (size kept in output_tokens)", 1);
+			imp_drop(im, "encrypted reasoning (size in output_tokens)", 1);
 		return 0;
 	}
 	return 0;

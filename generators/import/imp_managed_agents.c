@@ -140,7 +140,7 @@ static int convert(struct imp *im, const char *path, struct ar_err *err)
 					if (imp_resp_reason_cat(r, c, strlen(c)) < 0)
 						goto oom;
 				} else
-					imp_drop(im, "hidden thinking (size kept in output_tokens)", 1);
+					imp_drop(im, "hidden thinking (size in output_tokens)", 1);
 			}
 		} else if (!strcmp(kind, "tool_result")) {
 			const char *c = imp_str(o, "content");

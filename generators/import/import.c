@@ -167,14 +167,13 @@ int imp_bad(struct imp *im, uint64_t line, struct ar_err *err, const char *fmt, 
 {
 	va_list ap;
 	va_start(ap, fmt);
-	if (im->o->lenient) {
-		vwarn(im, line, fmt, ap);
-		va_end(ap);
-		return 0;
-	}
 	char msg[AR_ERR_MSG_MAX];
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	if (im->o->lenient) {
+		imp_warn(im, line, "warning: %s", msg);
+		return 0;
+	}
 	if (line)
 		return ar_err_set(err, AR_EFORMAT, "%s:%llu: %s", im->path, (unsigned long long)line, msg);
 	return ar_err_set(err, AR_EFORMAT, "%s: %s", im->path, msg);
@@ -989,8 +988,12 @@ int imp_read_json(const char *path, cJSON **out, struct ar_err *err)
 	if (!v) {
 		size_t line, col, off = end && b.data && end >= b.data ? (size_t)(end - b.data) : 0;
 		where(b.data ? b.data : "", off, &line, &col);
+		bool rest_blank = true; /* nothing but whitespace after the error: the file was cut */
+		for (size_t i = off; b.data && i < b.len; i++)
+			if (b.data[i] != ' ' && b.data[i] != '\n' && b.data[i] != '\r' && b.data[i] != '\t')
+				rest_blank = false;
 		ar_err_set(err, AR_EFORMAT, "%s:%zu:%zu: invalid JSON%s", path, line, col,
-			   off >= b.len ? " (the file ends early: truncated?)" : "");
+			   rest_blank ? " (the file ends early: truncated?)" : "");
 		buf_free(&b);
 		return -1;
 	}

@@ -56,7 +56,7 @@ struct imp_opts {
 };
 
 struct imp_drop {
-	char kind[48];
+	char kind[64];
 	int64_t n;
 };
 
