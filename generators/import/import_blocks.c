@@ -48,7 +48,7 @@ int imp_blocks_turn(struct imp_blocks *b, struct tr_turn *t, const int64_t *ids,
 		keep_msgs++;
 	int64_t hist_tokens = 0;
 	for (size_t j = 0; j < keep_msgs; j++)
-		hist_tokens += b->tok[j] + TR_MESSAGE_OVERHEAD_TOKENS /* its response */;
+		hist_tokens += b->tok[j] + 2 * TR_MESSAGE_OVERHEAD_TOKENS; /* the message and its response */
 	if (keep_msgs < b->n_msg)
 		t->keep = (int64_t)keep_msgs * 2;
 	size_t start = keep_msgs ? b->full_end[keep_msgs - 1] : 0;
