@@ -406,13 +406,10 @@ static int emit_group(struct cc *c, struct imp_lines *lr, int32_t g, const char 
 		struct node *x = &c->nd[i];
 		if (x->group != g || !(x->flags & F_KEEP))
 			continue;
-		if (fseeko(lr->f, (off_t)x->off, SEEK_SET) != 0) {
+		if (imp_lines_seek(lr, x->off, x->line) < 0) {
 			ar_err_set(err, AR_EIO, "%s: cannot seek (claude-code needs a regular file)", c->path);
 			goto out;
 		}
-		lr->eof = false;
-		lr->next_off = x->off;
-		lr->lineno = x->line - 1;
 		const char *p;
 		size_t n;
 		if (imp_lines_next(lr, &p, &n, err) <= 0) {

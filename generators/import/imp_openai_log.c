@@ -71,13 +71,10 @@ static int one_session(struct imp *im, struct imp_lines *lr, const struct sess *
 	if (reqdiff_new(&rd, err) < 0)
 		return -1;
 	for (size_t i = 0; i < s->n; i++) {
-		if (fseeko(lr->f, (off_t)s->off[i], SEEK_SET) != 0) {
+		if (imp_lines_seek(lr, s->off[i], s->line[i]) < 0) {
 			ar_err_set(err, AR_EIO, "%s: cannot seek (openai-log needs a regular file)", lr->path);
 			goto out;
 		}
-		lr->eof = false;
-		lr->next_off = s->off[i];
-		lr->lineno = s->line[i] - 1;
 		const char *p;
 		size_t n;
 		if (imp_lines_next(lr, &p, &n, err) <= 0)

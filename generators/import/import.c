@@ -843,6 +843,34 @@ void imp_lines_close(struct imp_lines *r)
 	buf_free(&r->line);
 }
 
+/* refills the read buffer; 0 at end of file, -1 on a read error */
+static int fill(struct imp_lines *r)
+{
+	r->rbase += r->rlen;
+	r->rpos = r->rlen = 0;
+	size_t got = fread(r->rbuf, 1, sizeof r->rbuf, r->f);
+	if (got == 0)
+		return ferror(r->f) ? -1 : 0;
+	r->rlen = got;
+	return 1;
+}
+
+int imp_lines_seek(struct imp_lines *r, uint64_t off, uint64_t lineno)
+{
+	if (off >= r->rbase && off <= r->rbase + r->rlen) {
+		r->rpos = (size_t)(off - r->rbase); /* inside the buffer: no system call */
+	} else {
+		if (fseeko(r->f, (off_t)off, SEEK_SET) != 0)
+			return -1;
+		r->rbase = off;
+		r->rpos = r->rlen = 0;
+	}
+	r->eof = false;
+	r->next_off = off;
+	r->lineno = lineno ? lineno - 1 : 0;
+	return 0;
+}
+
 int imp_lines_next(struct imp_lines *r, const char **s, size_t *n, struct ar_err *err)
 {
 	if (r->eof)
@@ -850,45 +878,49 @@ int imp_lines_next(struct imp_lines *r, const char **s, size_t *n, struct ar_err
 	buf_reset(&r->line);
 	r->offset = r->next_off;
 	r->lineno++;
-	bool too_long = false;
-	int c;
-	char chunk[4096];
-	size_t k = 0;
+	bool too_long = false, got_any = false, ended = false;
+	size_t total = 0;
 	for (;;) {
-		c = getc_unlocked(r->f);
-		if (c == EOF || c == '\n')
-			break;
-		if (too_long)
-			continue;
-		chunk[k++] = (char)c;
-		if (k == sizeof chunk) {
-			if (r->line.len + k > r->max)
+		if (r->rpos == r->rlen) {
+			int f = fill(r);
+			if (f < 0)
+				return ar_err_set(err, AR_EIO, "%s: read error: %s", r->path, strerror(errno));
+			if (f == 0)
+				break;
+		}
+		const char *p = r->rbuf + r->rpos;
+		size_t avail = r->rlen - r->rpos;
+		const char *nl = memchr(p, '\n', avail);
+		size_t take = nl ? (size_t)(nl - p) : avail;
+		got_any = true;
+		total += take + (nl ? 1 : 0);
+		if (!too_long) {
+			if (r->line.len + take > r->max)
 				too_long = true;
-			else if (buf_append(&r->line, chunk, k) < 0)
+			else if (buf_append(&r->line, p, take) < 0)
 				return ar_err_set(err, AR_ENOMEM, "out of memory");
-			k = 0;
+		}
+		r->rpos += take + (nl ? 1 : 0);
+		if (nl) {
+			ended = true;
+			break;
 		}
 	}
-	if (!too_long && k) {
-		if (r->line.len + k > r->max)
-			too_long = true;
-		else if (buf_append(&r->line, chunk, k) < 0)
-			return ar_err_set(err, AR_ENOMEM, "out of memory");
-	}
-	if (c == EOF) {
-		if (ferror(r->f))
-			return ar_err_set(err, AR_EIO, "%s: read error: %s", r->path, strerror(errno));
+	if (!ended) {
 		r->eof = true;
-		if (r->line.len == 0 && !too_long)
+		if (!got_any || (r->line.len == 0 && !too_long))
 			return 0;
 	}
+	r->next_off = r->offset + total;
 	if (too_long)
 		return ar_err_set(err, AR_ELIMIT, "%s:%llu: line longer than %zu bytes", r->path,
 				  (unsigned long long)r->lineno, r->max);
-	r->next_off = (uint64_t)ftello(r->f);
 	if (r->line.len && r->line.data[r->line.len - 1] == '\r')
 		r->line.data[--r->line.len] = 0;
-	*s = r->line.data ? r->line.data : "";
+	if (buf_putc(&r->line, 0) < 0)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	r->line.len--;
+	*s = r->line.data;
 	*n = r->line.len;
 	return 1;
 }

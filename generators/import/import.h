@@ -236,6 +236,9 @@ struct imp_lines {
 	uint64_t next_off;
 	size_t max;
 	bool eof;
+	char rbuf[65536];
+	size_t rpos, rlen;
+	uint64_t rbase; /* file offset of rbuf[0] */
 };
 int imp_lines_open(struct imp_lines *r, const char *path, size_t max, struct ar_err *err);
 /* Next line (CR before LF removed): 1 with *s and *n set; 0 at end; -1 error
@@ -243,6 +246,9 @@ int imp_lines_open(struct imp_lines *r, const char *path, size_t max, struct ar_
  * bytes"). Blank lines are returned too (callers skip them). */
 int imp_lines_next(struct imp_lines *r, const char **s, size_t *n, struct ar_err *err);
 void imp_lines_close(struct imp_lines *r);
+/* Goes to byte offset off, which starts line number lineno (both from an
+ * earlier pass). -1 when the input cannot seek. */
+int imp_lines_seek(struct imp_lines *r, uint64_t off, uint64_t lineno);
 
 /* Next JSON object of a JSONL file, skipping blank lines. 1: *out (caller
  * cJSON_Delete), 0: end, -1: error. A line that is not a JSON object is an
