@@ -22,7 +22,10 @@
  *    synthetic system message sized so that turn 0's estimate equals the
  *    recorded prompt (input + cache_read + cache_creation).
  * Thinking text is kept as reasoning (never history); signature-only
- * thinking is counted as dropped (its size is in output_tokens). */
+ * thinking is counted as dropped (its size is in output_tokens). Claude 4.x
+ * keeps the thinking in the context (the next prompt grows by the whole
+ * output_tokens): that size rides into the next turn as a synthetic user
+ * message (imp_hidden_reasoning), so replayed prompts have the recorded size. */
 #include <glob.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +194,7 @@ struct build {
 	struct imp_usage u;
 	int64_t turns;
 	bool is_main;
+	bool thinking; /* the call being assembled had thinking blocks */
 };
 
 static int flush(struct cc *c, struct build *b, struct ar_err *err)
@@ -231,6 +235,9 @@ static int flush(struct cc *c, struct build *b, struct ar_err *err)
 	}
 	if (imp_turn(c->im, t, b->cur_line, err) < 0)
 		return -1;
+	if (b->thinking) /* Claude keeps the whole thinking in the context */
+		imp_hidden_reasoning(c->im, t->response);
+	b->thinking = false;
 	imp_turn_clear(t);
 	b->have_cur = false;
 	b->turns++;
@@ -360,12 +367,14 @@ static int assistant_line(struct cc *c, struct build *b, const cJSON *o, uint64_
 				return ar_err_set(err, AR_ENOMEM, "out of memory");
 		} else if (!strcmp(type, "thinking")) {
 			const char *s = imp_str(blk, "thinking");
+			b->thinking = true;
 			if (s && *s) {
 				if (imp_resp_reason_cat(r, s, strlen(s)) < 0)
 					return ar_err_set(err, AR_ENOMEM, "out of memory");
 			} else
 				imp_drop(c->im, "thinking without text (size in output_tokens)", 1);
 		} else if (!strcmp(type, "redacted_thinking")) {
+			b->thinking = true;
 			imp_drop(c->im, "encrypted reasoning (size in output_tokens)", 1);
 		}
 	}

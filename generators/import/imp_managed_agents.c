@@ -30,7 +30,7 @@ static int convert(struct imp *im, const char *path, struct ar_err *err)
 	struct tr_session *s = NULL;
 	cJSON *o = NULL;
 	int rc = -1, got;
-	bool in_span = false, opened = false;
+	bool in_span = false, opened = false, thinking = false;
 	double t0 = -1, span_t = 0;
 	uint64_t span_line = 0;
 	int64_t turns = 0;
@@ -104,6 +104,9 @@ static int convert(struct imp *im, const char *path, struct ar_err *err)
 			}
 			if (imp_turn(im, &t, span_line, err) < 0)
 				goto out;
+			if (thinking) /* Claude keeps its thinking in the context */
+				imp_hidden_reasoning(im, t.response);
+			thinking = false;
 			imp_turn_clear(&t);
 			turns++;
 			in_span = false;
@@ -136,6 +139,7 @@ static int convert(struct imp *im, const char *path, struct ar_err *err)
 					goto oom;
 			} else {
 				const char *c = imp_str(o, "content");
+				thinking = true;
 				if (c && *c) {
 					if (imp_resp_reason_cat(r, c, strlen(c)) < 0)
 						goto oom;

@@ -315,6 +315,7 @@ int imp_session(struct imp *im, struct tr_session *s, struct ar_err *err)
 	im->next_i = 0;
 	im->last_t = 0;
 	im->calibrated_turn0 = false;
+	im->hidden_carry = 0;
 	im->has_system = s->system && *s->system;
 	convo_reset(&im->cv, s);
 	strset_clear(&im->issued);
@@ -354,10 +355,26 @@ static void add_err_sample(struct imp_report *r, double e)
 	r->err_rel[r->n_err++] = e;
 }
 
+void imp_hidden_reasoning(struct imp *im, const struct tr_response *r)
+{
+	if (!r || r->output_tokens < 1)
+		return;
+	int64_t visible = tr_response_history_tokens(r) - TR_MESSAGE_OVERHEAD_TOKENS;
+	int64_t hidden = r->output_tokens - (visible > 0 ? visible : 0);
+	im->hidden_carry = hidden > 0 ? hidden : 0;
+}
+
 int imp_turn(struct imp *im, struct tr_turn *t, uint64_t line, struct ar_err *err)
 {
 	if (!im->open)
 		return ar_err_set(err, AR_EINTERNAL, "import: turn outside a session");
+	if (im->hidden_carry > 0 && t->keep < 0 && im->next_i > 0) {
+		if (!imp_msg_synth(t, TR_USER, im->hidden_carry))
+			return ar_err_set(err, AR_ENOMEM, "out of memory");
+		im->rep->hidden_turns++;
+		im->rep->hidden_tokens += im->hidden_carry;
+	}
+	im->hidden_carry = 0;
 	t->i = im->next_i;
 	if (!t->has_t || !isfinite(t->t) || t->t < im->last_t) {
 		t->t = im->last_t;

@@ -70,6 +70,7 @@ struct imp_report {
 	int64_t rec_prompt, rec_cached, rec_output;
 	int64_t redactions;
 	int64_t synthesized_prefix; /* sessions whose system/tools were synthesized */
+	int64_t hidden_turns, hidden_tokens; /* hidden reasoning carried into history */
 	struct imp_drop drops[IMP_MAX_DROPS];
 	size_t n_drops;
 	double *err_rel; /* per turn: (estimate - recorded) / recorded */
@@ -94,6 +95,7 @@ struct imp {
 	char *sid;
 	bool open;
 	bool calibrated_turn0; /* turn 0's size was calibrated: no error sample */
+	int64_t hidden_carry;  /* hidden reasoning of the last turn that stays in context */
 	bool has_system;
 	int64_t next_i;
 	double last_t;
@@ -130,6 +132,15 @@ int imp_session_end(struct imp *im, struct ar_err *err);
 const char *imp_session_id(const struct imp *im);
 /* Turns written so far in the session with that (output) id; -1 if unknown. */
 int64_t imp_session_turns(const struct imp *im, const char *id);
+
+/* Hidden reasoning that the model keeps in its context (Claude 4.x thinking:
+ * the next prompt grows by the whole output, not by the visible text). Call
+ * after imp_turn for a turn whose response had hidden reasoning: the part of
+ * its recorded output_tokens not accounted for by the visible content and
+ * tool calls is appended to the next turn (after its tool results) as a
+ * synthetic user message of that many tokens, so the replayed prompt has the
+ * recorded size. Dropped when the next turn compacts. */
+void imp_hidden_reasoning(struct imp *im, const struct tr_response *r);
 
 /* ---- building sessions and turns ---------------------------------------- */
 

@@ -110,6 +110,9 @@ static void report_text(const struct imp_report *r, const char *dest)
 	if (r->synthesized_prefix)
 		fprintf(stderr, "agentreplay: import: missing system prompt / tool schemas synthesized to the recorded size in %lld %s\n",
 			(long long)r->synthesized_prefix, pl(r->synthesized_prefix, "session", "sessions"));
+	if (r->hidden_turns)
+		fprintf(stderr, "agentreplay: import: hidden reasoning kept in context: %s tokens over %lld %s (synthetic)\n",
+			group(a, sizeof a, r->hidden_tokens), (long long)r->hidden_turns, pl(r->hidden_turns, "turn", "turns"));
 	for (size_t i = 0; i < r->n_drops; i++)
 		fprintf(stderr, "agentreplay: import: dropped %lld %s\n", (long long)r->drops[i].n, r->drops[i].kind);
 	if (r->redactions)
@@ -136,7 +139,9 @@ static void report_json(const struct imp_report *r, const char *dest)
 	jsonh_put_number(&b, round(1000 * imp_report_median_abs(r)) / 10);
 	buf_puts(&b, ",\"median_pct\":");
 	jsonh_put_number(&b, round(1000 * imp_report_median(r)) / 10);
-	buf_printf(&b, "},\"synthesized_prefix\":%lld,\"redactions\":%lld,\"dropped\":{", (long long)r->synthesized_prefix,
+	buf_printf(&b, "},\"synthesized_prefix\":%lld,\"hidden_reasoning\":{\"turns\":%lld,\"tokens\":%lld},"
+		   "\"redactions\":%lld,\"dropped\":{",
+		   (long long)r->synthesized_prefix, (long long)r->hidden_turns, (long long)r->hidden_tokens,
 		   (long long)r->redactions);
 	for (size_t i = 0; i < r->n_drops; i++) {
 		if (i)
