@@ -169,11 +169,11 @@ static int import_run_cmd(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (npos < 2) {
-		cli_error("import: %s (usage: agentreplay import FORMAT INPUT... [-o FILE])",
-			  npos == 0 ? "missing FORMAT" : "missing INPUT");
+		cli_error("import: %s (usage: agentreplay import FORMAT FILE... [-o OUT])",
+			  npos == 0 ? "missing FORMAT" : "missing the file to import");
 		return EXIT_USAGE;
 	}
-	if (c.json && !c.out) {
+	if (c.json && (!c.out || !strcmp(c.out, "-"))) {
 		cli_error("import: --json prints the report on standard output, so the trace needs -o FILE");
 		return EXIT_USAGE;
 	}
