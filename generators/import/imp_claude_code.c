@@ -521,6 +521,21 @@ out:
 static int one_file(struct imp *im, const char *path, const char *parent, struct cc *keep_turns, char **main_sid,
 		    struct ar_err *err);
 
+/* Whether a sidechain file belongs to session sid (its lines name it). */
+static bool same_session(const char *path, const char *sid)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return false;
+	char head[8192];
+	size_t n = fread(head, 1, sizeof head - 1, f);
+	fclose(f);
+	head[n] = 0;
+	char want[300];
+	snprintf(want, sizeof want, "\"sessionId\":\"%s\"", sid);
+	return strstr(head, want) != NULL;
+}
+
 static int convert(struct imp *im, const char *path, struct ar_err *err)
 {
 	struct cc c;
@@ -528,33 +543,38 @@ static int convert(struct imp *im, const char *path, struct ar_err *err)
 	char *sid = NULL;
 	int rc = one_file(im, path, NULL, &c, &sid, err);
 	if (rc == 0 && sid) {
-		/* 2.1.x: subagents in <dir>/<session>/subagents/agent-*.jsonl */
 		const char *slash = strrchr(path, '/');
 		size_t dl = slash ? (size_t)(slash - path + 1) : 0;
 		size_t need = dl + strlen(sid) + 40;
 		char *pat = malloc(need);
-		const char *sess = imp_session_id(im);
-		(void)sess;
 		if (!pat)
 			rc = ar_err_set(err, AR_ENOMEM, "out of memory");
-		else {
-			snprintf(pat, need, "%.*s%s/subagents/agent-*.jsonl", (int)dl, path, sid);
+		for (int layout = 0; rc == 0 && pat && layout < 2; layout++) {
+			/* 2.1.x: <dir>/<session>/subagents/agent-*.jsonl; 2.0.x:
+			 * <dir>/agent-*.jsonl of any session (those of this one are
+			 * picked by their sessionId) */
+			if (layout == 0)
+				snprintf(pat, need, "%.*s%s/subagents/agent-*.jsonl", (int)dl, path, sid);
+			else
+				snprintf(pat, need, "%.*sagent-*.jsonl", (int)dl, path);
 			glob_t g;
-			if (glob(pat, 0, NULL, &g) == 0) {
-				char *main_id = strdup(sid);
-				for (size_t i = 0; rc == 0 && main_id && i < g.gl_pathc; i++) {
-					const char *saved = im->path;
-					im->path = g.gl_pathv[i];
-					rc = one_file(im, g.gl_pathv[i], main_id, &c, NULL, err);
-					im->path = saved;
-				}
-				if (!main_id)
-					rc = ar_err_set(err, AR_ENOMEM, "out of memory");
-				free(main_id);
-				globfree(&g);
+			if (glob(pat, 0, NULL, &g) != 0)
+				continue;
+			char *main_id = strdup(sid);
+			for (size_t i = 0; rc == 0 && main_id && i < g.gl_pathc; i++) {
+				if (!strcmp(g.gl_pathv[i], path) || (layout == 1 && !same_session(g.gl_pathv[i], sid)))
+					continue;
+				const char *saved = im->path;
+				im->path = g.gl_pathv[i];
+				rc = one_file(im, g.gl_pathv[i], main_id, &c, NULL, err);
+				im->path = saved;
 			}
-			free(pat);
+			if (!main_id)
+				rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+			free(main_id);
+			globfree(&g);
 		}
+		free(pat);
 	}
 	free(sid);
 	free(c.turn_t);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "import.h"
@@ -248,12 +249,87 @@ static void test_big_line_end_to_end(void **state)
 	unlink(out);
 }
 
+/* Claude Code 2.1.x writes subagents to <dir>/<session>/subagents/agent-*.jsonl:
+ * they become children of the main session, spawned at the Task call. */
+static void test_claude_subagent_files(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test_import_cc_XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char p[256];
+	snprintf(p, sizeof p, "%s/s1", dir);
+	assert_int_equal(mkdir(p, 0700), 0);
+	snprintf(p, sizeof p, "%s/s1/subagents", dir);
+	assert_int_equal(mkdir(p, 0700), 0);
+	static const char *const main_log =
+		"{\"parentUuid\":null,\"type\":\"user\",\"uuid\":\"u1\",\"sessionId\":\"s1\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"message\":{\"role\":\"user\",\"content\":\"go\"}}\n"
+		"{\"parentUuid\":\"u1\",\"type\":\"assistant\",\"uuid\":\"a1\",\"sessionId\":\"s1\",\"timestamp\":\"2026-01-01T00:00:01Z\",\"message\":{\"id\":\"m1\",\"model\":\"x\",\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"plan\"}],\"usage\":{\"input_tokens\":900,\"output_tokens\":5}}}\n"
+		"{\"parentUuid\":\"a1\",\"type\":\"user\",\"uuid\":\"u2\",\"sessionId\":\"s1\",\"timestamp\":\"2026-01-01T00:00:02Z\",\"message\":{\"role\":\"user\",\"content\":\"now\"}}\n"
+		"{\"parentUuid\":\"u2\",\"type\":\"assistant\",\"uuid\":\"a2\",\"sessionId\":\"s1\",\"timestamp\":\"2026-01-01T00:00:03Z\",\"message\":{\"id\":\"m2\",\"model\":\"x\",\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"Task\",\"input\":{\"prompt\":\"look\"}}],\"usage\":{\"input_tokens\":950,\"output_tokens\":9}}}\n"
+		"{\"parentUuid\":\"a2\",\"type\":\"user\",\"uuid\":\"u3\",\"sessionId\":\"s1\",\"timestamp\":\"2026-01-01T00:00:09Z\",\"message\":{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t1\",\"content\":\"found\"}]}}\n"
+		"{\"parentUuid\":\"u3\",\"type\":\"assistant\",\"uuid\":\"a3\",\"sessionId\":\"s1\",\"timestamp\":\"2026-01-01T00:00:10Z\",\"message\":{\"id\":\"m3\",\"model\":\"x\",\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"ok\"}],\"usage\":{\"input_tokens\":990,\"output_tokens\":2}}}\n";
+	static const char *const agent_log =
+		"{\"parentUuid\":null,\"isSidechain\":true,\"agentId\":\"ag1\",\"type\":\"user\",\"uuid\":\"x1\",\"sessionId\":\"s1\",\"timestamp\":\"2026-01-01T00:00:04Z\",\"message\":{\"role\":\"user\",\"content\":\"look\"}}\n"
+		"{\"parentUuid\":\"x1\",\"isSidechain\":true,\"agentId\":\"ag1\",\"type\":\"assistant\",\"uuid\":\"x2\",\"sessionId\":\"s1\",\"timestamp\":\"2026-01-01T00:00:08Z\",\"message\":{\"id\":\"n1\",\"model\":\"h\",\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"found\"}],\"usage\":{\"input_tokens\":400,\"output_tokens\":3}}}\n";
+	char mainp[256], agentp[256], out[256];
+	snprintf(mainp, sizeof mainp, "%s/s1.jsonl", dir);
+	snprintf(agentp, sizeof agentp, "%s/s1/subagents/agent-ag1.jsonl", dir);
+	snprintf(out, sizeof out, "%s/out.jsonl", dir);
+	FILE *f = fopen(mainp, "w");
+	fputs(main_log, f);
+	fclose(f);
+	f = fopen(agentp, "w");
+	fputs(agent_log, f);
+	fclose(f);
+	struct imp_opts o = {0};
+	struct imp_report rep;
+	memset(&rep, 0, sizeof rep);
+	struct ar_err err = {0};
+	const char *inputs[] = {mainp};
+	if (import_run(import_find("claude-code"), inputs, 1, out, &o, &rep, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(rep.sessions, 2);
+	assert_int_equal(rep.subagents, 1);
+	assert_int_equal(rep.turns, 4);
+	imp_report_free(&rep);
+	struct trace_reader *r = NULL;
+	struct trace_reader_opts ro = {0};
+	assert_int_equal(trace_reader_open(&r, out, &ro, &err), 0);
+	bool seen_child = false;
+	for (;;) {
+		struct trace_item it;
+		struct trace_diag d;
+		trace_diag_clear(&d);
+		int rc = trace_reader_next(r, &it, &d, &err);
+		if (rc == TRACE_EOF)
+			break;
+		assert_int_equal(rc, TRACE_ITEM);
+		if (it.kind == TRACE_ITEM_SESSION && it.session->parent) {
+			assert_string_equal(it.session->parent, "s1");
+			assert_int_equal(it.session->spawned_at_turn, 1); /* the turn that called Task */
+			seen_child = true;
+		}
+		trace_item_clear(&it);
+	}
+	trace_reader_close(r);
+	assert_true(seen_child);
+	unlink(out);
+	unlink(agentp);
+	unlink(mainp);
+	snprintf(p, sizeof p, "%s/s1/subagents", dir);
+	rmdir(p);
+	snprintf(p, sizeof p, "%s/s1", dir);
+	rmdir(p);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_iso8601),       cmocka_unit_test(test_lines),
 		cmocka_unit_test(test_usage),         cmocka_unit_test(test_blocks),
 		cmocka_unit_test(test_sniff_real),    cmocka_unit_test(test_big_line_end_to_end),
+		cmocka_unit_test(test_claude_subagent_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
