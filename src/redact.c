@@ -390,10 +390,38 @@ static void placeholder(char *dst, size_t n, const char *kind)
 	memset(dst + pl, '*', n - (size_t)pl);
 }
 
+/* Redacts p[lo..hi) of the n-byte text p in place, passes until nothing new
+ * is found: a placeholder can complete another rule's match (a generic rule
+ * blocked by a character that was part of a URL password), and redacting
+ * the output again must find nothing. Matches may use the text outside
+ * [lo, hi) as context; only bytes inside it change. Returns hits or -1. */
+#define MAX_PASSES 4
+static int64_t redact_inplace(struct redact *r, char *p, size_t n, size_t lo, size_t hi, struct ar_err *err)
+{
+	int64_t hits = 0;
+	for (int pass = 0; pass < MAX_PASSES; pass++) {
+		if (collect(r, p, n, err) < 0)
+			return -1;
+		int64_t got = 0;
+		for (size_t i = 0; i < r->nsp; i++) {
+			size_t a = r->sp[i].lo > lo ? r->sp[i].lo : lo;
+			size_t b = r->sp[i].hi < hi ? r->sp[i].hi : hi;
+			if (b <= a)
+				continue;
+			size_t k = r->rule_kind[r->sp[i].rule];
+			placeholder(p + a, b - a, r->k[k].kind);
+			r->k[k].hits++;
+			got++;
+		}
+		hits += got;
+		if (!got)
+			break;
+	}
+	return hits;
+}
+
 int64_t redact_text(struct redact *r, const char *text, size_t n, struct buf *out, struct ar_err *err)
 {
-	if (collect(r, text, n, err) < 0)
-		return -1;
 	size_t start = out->len;
 	if (buf_append(out, text, n) < 0) {
 		out->len = start;
@@ -401,13 +429,12 @@ int64_t redact_text(struct redact *r, const char *text, size_t n, struct buf *ou
 			out->data[start] = '\0';
 		return ar_err_set(err, AR_ELIMIT, "redacted text of %zu bytes does not fit its buffer", n);
 	}
-	for (size_t i = 0; i < r->nsp; i++) {
-		const struct span *s = &r->sp[i];
-		size_t k = r->rule_kind[s->rule];
-		placeholder(out->data + start + s->lo, s->hi - s->lo, r->k[k].kind);
-		r->k[k].hits++;
+	int64_t hits = redact_inplace(r, out->data + start, n, 0, n, err);
+	if (hits < 0) {
+		out->len = start;
+		out->data[start] = '\0';
 	}
-	return (int64_t)r->nsp;
+	return hits;
 }
 
 /* One string value; `key` is its object member name or NULL. The rules see
@@ -415,35 +442,18 @@ int64_t redact_text(struct redact *r, const char *text, size_t n, struct buf *ou
  * only bytes inside the value are replaced. */
 static int64_t redact_string(struct redact *r, const char *key, char *val, struct ar_err *err)
 {
-	size_t vlen = strlen(val), vlo = 0;
-	const char *text = val;
-	size_t n = vlen;
-	if (key) {
-		buf_reset(&r->tmp);
-		if (buf_putc(&r->tmp, '"') < 0 || buf_puts(&r->tmp, key) < 0 || buf_puts(&r->tmp, "\": \"") < 0)
-			return ar_err_set(err, AR_ENOMEM, "out of memory");
-		vlo = r->tmp.len;
-		if (buf_append(&r->tmp, val, vlen) < 0 || buf_putc(&r->tmp, '"') < 0)
-			return ar_err_set(err, AR_ENOMEM, "out of memory");
-		text = r->tmp.data;
-		n = r->tmp.len;
-	}
-	if (collect(r, text, n, err) < 0)
-		return -1;
-	int64_t hits = 0;
-	for (size_t i = 0; i < r->nsp; i++) {
-		size_t lo = r->sp[i].lo, hi = r->sp[i].hi;
-		if (lo < vlo)
-			lo = vlo;
-		if (hi > vlo + vlen)
-			hi = vlo + vlen;
-		if (hi <= lo)
-			continue;
-		size_t k = r->rule_kind[r->sp[i].rule];
-		placeholder(val + (lo - vlo), hi - lo, r->k[k].kind);
-		r->k[k].hits++;
-		hits++;
-	}
+	size_t vlen = strlen(val);
+	if (!key)
+		return redact_inplace(r, val, vlen, 0, vlen, err);
+	buf_reset(&r->tmp);
+	if (buf_putc(&r->tmp, '"') < 0 || buf_puts(&r->tmp, key) < 0 || buf_puts(&r->tmp, "\": \"") < 0)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	size_t vlo = r->tmp.len;
+	if (buf_append(&r->tmp, val, vlen) < 0 || buf_putc(&r->tmp, '"') < 0)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	int64_t hits = redact_inplace(r, r->tmp.data, r->tmp.len, vlo, vlo + vlen, err);
+	if (hits > 0)
+		memcpy(val, r->tmp.data + vlo, vlen);
 	return hits;
 }
 

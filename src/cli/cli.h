@@ -63,5 +63,6 @@ extern const struct cli_cmd cmd_gen;
 extern const struct cli_cmd cmd_sim;
 extern const struct cli_cmd cmd_run;
 extern const struct cli_cmd cmd_import;
+extern const struct cli_cmd cmd_record;
 
 #endif

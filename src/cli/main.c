@@ -11,6 +11,7 @@ static const struct cli_cmd *const commands[] = {
 	&cmd_gen,
 	&cmd_sim,
 	&cmd_import,
+	&cmd_record,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
