@@ -9,6 +9,7 @@
  * a rewritten history becomes keep + the rest, a changed system prompt or
  * tool set starts a new session. Lines of interleaved sessions are read back by
  * offset, session after session, so memory stays bounded by one request. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,7 +121,9 @@ static int one_session(struct imp *im, struct imp_lines *lr, const struct sess *
 		if (at >= 0) {
 			if (t0 < 0)
 				t0 = at;
-			t.t = at - t0;
+			/* milliseconds, as the recorder writes t (the log's unix
+			 * seconds carry float noise beyond that) */
+			t.t = round((at - t0) * 1000.0) / 1000.0;
 			t.has_t = true;
 		}
 		struct tr_response *r = NULL;
