@@ -63,6 +63,7 @@ extern const struct cli_cmd cmd_gen;
 extern const struct cli_cmd cmd_sim;
 extern const struct cli_cmd cmd_run;
 extern const struct cli_cmd cmd_report;
+extern const struct cli_cmd cmd_import;
 extern const struct cli_cmd cmd_record;
 extern const struct cli_cmd cmd_sweep;
 extern const struct cli_cmd cmd_db;

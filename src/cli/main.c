@@ -11,6 +11,7 @@ static const struct cli_cmd *const commands[] = {
 	&cmd_gen,
 	&cmd_sim,
 	&cmd_report,
+	&cmd_import,
 	&cmd_record,
 	&cmd_sweep,
 	&cmd_db,

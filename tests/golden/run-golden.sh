@@ -11,6 +11,8 @@
 #   exit      expected exit code (default 0)
 #   stdout    expected standard output, exactly
 #   stderr    expected standard error, exactly (INPUT replaced by the input path)
+#   validate  a file the command wrote (relative to its working directory) that
+#             'agentreplay trace validate' must accept
 #   (in args, stdout and stderr, SRC stands for the source tree's root)
 # Usage: run-golden.sh AGENTREPLAY CASE.test SRCDIR
 set -u
@@ -70,5 +72,11 @@ for s in stdout stderr; do
     echo "$s differs (want, got):"; diff "$work/want.$s" "$work/$f"; fail=1
   fi
 done
+if has validate; then
+  vf=$(sec validate | head -n 1)
+  if ! (cd "$work" && "$bin" trace validate "$vf" > "$work/vout" 2>&1); then
+    echo "trace validate $vf failed:"; cat "$work/vout"; fail=1
+  fi
+fi
 [ $fail = 0 ] || { echo "case: $case"; echo "stderr was:"; cat "$work/err"; }
 exit $fail
