@@ -63,16 +63,29 @@ static void tier_label(uint8_t tiers, char *out, size_t n)
 		}
 }
 
-static int put_csv_field(struct buf *b, const char *s)
+/* True when a spreadsheet would read text starting like s as a formula
+ * (OWASP, CSV injection): = + - @, or a TAB or CR before one of them. */
+static bool csv_formula_like(const char *s)
 {
-	if (!strpbrk(s, ",\"\r\n") && s[0] != ' ' && (!*s || s[strlen(s) - 1] != ' '))
+	return s[0] && strchr("=+-@\t\r", s[0]) != NULL;
+}
+
+int rpt_csv_field(struct buf *b, const char *s, bool text)
+{
+	/* a text cell a spreadsheet would evaluate gets a leading quote, which
+	 * spreadsheets show as text; numbers are never changed */
+	bool guard = text && csv_formula_like(s);
+	if (!guard && !strpbrk(s, ",\"\r\n") && s[0] != ' ' && (!*s || s[strlen(s) - 1] != ' '))
 		return buf_puts(b, s);
-	if (buf_putc(b, '"') < 0)
+	bool quote = strpbrk(s, ",\"\r\n") || s[0] == ' ' || (*s && s[strlen(s) - 1] == ' ');
+	if (quote && buf_putc(b, '"') < 0)
+		return -1;
+	if (guard && buf_putc(b, '\'') < 0)
 		return -1;
 	for (; *s; s++)
 		if ((*s == '"' && buf_putc(b, '"') < 0) || buf_putc(b, *s) < 0)
 			return -1;
-	return buf_putc(b, '"');
+	return quote ? buf_putc(b, '"') : 0;
 }
 
 /* One value of the current row: into b as CSV (csv) or JSON. */
@@ -104,7 +117,7 @@ static int put_value(struct buf *b, sqlite3_stmt *st, size_t i, const struct rpt
 		/* fall through */
 	default: {
 		const char *s = (const char *)sqlite3_column_text(st, (int)i);
-		return csv ? put_csv_field(b, s ? s : "") : rpt_json_str(b, s, false);
+		return csv ? rpt_csv_field(b, s ? s : "", true) : rpt_json_str(b, s, false);
 	}
 	}
 }

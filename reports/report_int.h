@@ -147,6 +147,11 @@ int report_csv(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err 
 int report_json(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err *err);
 int report_html(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err *err);
 
+/* One CSV field of text s: quoted when it holds , " CR LF or starts or ends
+ * with a space; when `text` and it starts with = + - @ TAB or CR, prefixed
+ * with ' so that spreadsheets do not run it as a formula (OWASP). */
+int rpt_csv_field(struct buf *b, const char *s, bool text);
+
 /* A JSON string literal safe inside HTML <script> (escapes < > & too). */
 int rpt_json_str(struct buf *b, const char *s, bool html);
 
