@@ -97,6 +97,73 @@ struct rpt_stat rpt_deepest(const struct rpt_model *m, const struct rpt_cfg *c)
 	return s;
 }
 
+/* powers of two: tokens from 256 up to 64 buckets, turns from 1 up to 200 */
+double rpt_bucket_width(double xmax, bool by_turn)
+{
+	double w = by_turn ? 1 : 256, most = by_turn ? 200 : 64;
+	while (xmax / w > most && w < 1e15)
+		w *= 2;
+	return w;
+}
+
+struct bpt {
+	double b, x, y; /* bucket index, x, value */
+};
+
+static int cmp_bpt(const void *a, const void *b)
+{
+	const struct bpt *p = a, *q = b;
+	if (p->b != q->b)
+		return p->b < q->b ? -1 : 1;
+	return p->y < q->y ? -1 : p->y > q->y ? 1 : 0;
+}
+
+long rpt_series(const struct rpt_model *m, const struct rpt_cfg *c, enum rpt_metric k, bool by_turn, double width,
+		struct rpt_pt **out)
+{
+	*out = NULL;
+	if (!(width > 0))
+		width = 1;
+	struct bpt *p = malloc((c->n ? c->n : 1) * sizeof *p);
+	if (!p)
+		return -1;
+	size_t n = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		const struct rpt_req *r = &m->req[c->first + i];
+		double v = metric(r, k);
+		bool usable = k == RM_MEM ? r->mem >= 0 : (r->done && r->cache == RQ_WARM && v > 0);
+		double x = by_turn ? (double)r->turn : (double)r->depth;
+		if (!usable || isnan(v) || x < 0)
+			continue;
+		p[n++] = (struct bpt){floor(x / width), x, v};
+	}
+	if (!n) {
+		free(p);
+		return 0;
+	}
+	struct rpt_pt *q = malloc(n * sizeof *q);
+	if (!q) {
+		free(p);
+		return -1;
+	}
+	qsort(p, n, sizeof *p, cmp_bpt);
+	size_t o = 0;
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		double sx = 0;
+		while (j < n && p[j].b == p[i].b)
+			sx += p[j++].x;
+		/* p[i..j) is sorted by value: median, min and max read off it */
+		size_t cnt = j - i, mid = i + cnt / 2;
+		q[o++] = (struct rpt_pt){sx / (double)cnt, cnt % 2 ? p[mid].y : (p[mid - 1].y + p[mid].y) / 2, p[i].y,
+					 p[j - 1].y, cnt};
+		i = j;
+	}
+	free(p);
+	*out = q;
+	return (long)o;
+}
+
 int rpt_inflight_bucket(int64_t f)
 {
 	if (f <= 1)

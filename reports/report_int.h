@@ -130,6 +130,20 @@ double rpt_percentile(const double *sorted, size_t n, double p);
 /* Deepest completed request per repeat: median, min-max, n = repeats. */
 struct rpt_stat rpt_deepest(const struct rpt_model *m, const struct rpt_cfg *c);
 
+/* Chart lines. One point per bucket of x (context depth, or turn index
+ * when by_turn) of `width` (rpt_bucket_width): x the mean x of the bucket's
+ * requests, y their median (over sessions and repeats), lo-hi their min-max,
+ * n how many. TTFT and decode: completed warm requests with a value > 0;
+ * memory: every request with a reading. Points sorted by x. Returns the
+ * count; *out (free it) is NULL when 0 or out of memory (then -1). */
+struct rpt_pt {
+	double x, y, lo, hi;
+	size_t n;
+};
+double rpt_bucket_width(double xmax, bool by_turn);
+long rpt_series(const struct rpt_model *m, const struct rpt_cfg *c, enum rpt_metric k, bool by_turn, double width,
+		struct rpt_pt **out);
+
 /* the in-flight buckets of the concurrency table: 1, 2, 3-4, 5-8, ... */
 int rpt_inflight_bucket(int64_t in_flight);
 void rpt_inflight_label(int b, char *out, size_t n);
