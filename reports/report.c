@@ -26,6 +26,7 @@ void rpt_stat_of(double *v, size_t n, struct rpt_stat *s)
 {
 	s->n = n;
 	s->med = s->min = s->max = NAN;
+	s->oom = false;
 	if (!n)
 		return;
 	qsort(v, n, sizeof *v, cmp_double);
@@ -48,13 +49,15 @@ static double metric(const struct rpt_req *r, enum rpt_metric k)
 struct rpt_stat rpt_cell(const struct rpt_model *m, const struct rpt_cfg *c, int cache, int t, enum rpt_metric k,
 			 const char **why)
 {
-	struct rpt_stat s = {0, NAN, NAN, NAN};
+	struct rpt_stat s = {0, NAN, NAN, NAN, false};
 	*why = NULL;
 	if (c->tier[cache][t].turn < 0)
 		return s;
 	double *v = malloc((c->n ? c->n : 1) * sizeof *v);
-	if (!v)
+	if (!v) {
+		s.oom = true;
 		return s;
+	}
 	size_t n = 0;
 	for (size_t i = 0; i < c->n; i++) {
 		const struct rpt_req *r = &m->req[c->first + i];
@@ -75,12 +78,14 @@ struct rpt_stat rpt_cell(const struct rpt_model *m, const struct rpt_cfg *c, int
 
 struct rpt_stat rpt_deepest(const struct rpt_model *m, const struct rpt_cfg *c)
 {
-	struct rpt_stat s = {0, NAN, NAN, NAN};
+	struct rpt_stat s = {0, NAN, NAN, NAN, false};
 	if (c->repeats <= 0 || c->repeats > 1000000)
 		return s;
 	double *v = malloc((size_t)c->repeats * sizeof *v);
-	if (!v)
+	if (!v) {
+		s.oom = true;
 		return s;
+	}
 	for (int64_t k = 0; k < c->repeats; k++)
 		v[k] = -1;
 	for (size_t i = 0; i < c->n; i++) {
@@ -234,7 +239,8 @@ void rpt_fmt_ratio(double v, char *out, size_t n)
 int report_write(sqlite3 *db, const struct report_opts *o, FILE *out, struct ar_err *err)
 {
 	struct rpt_model m;
-	int rc = report_model_load(db, o, &m, err);
+	bool rows = o->format == REPORT_TEXT || o->format == REPORT_MD || o->format == REPORT_HTML;
+	int rc = report_model_load(db, o, rows, &m, err);
 	if (rc == 0) {
 		switch (o->format) {
 		case REPORT_TEXT: rc = report_text(&m, false, out, err); break;

@@ -14,8 +14,9 @@
 static const char *const palette[] = {"#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#7f7f7f"};
 #define NPAL 7
 static const char *const dashes[] = {"", "6 3", "2 3"};
+#define esc rpt_html_esc
 
-static void esc(struct buf *b, const char *s)
+void rpt_html_esc(struct buf *b, const char *s)
 {
 	if (!s)
 		return;
@@ -631,10 +632,8 @@ static const char *const table_cols[] = {"config", "session", "turn", "repeat", 
 					 "in_flight", "outcome", "evidence"};
 #define NTCOLS (sizeof table_cols / sizeof table_cols[0])
 
-static int table_data(sqlite3 *db, const struct rpt_model *m, struct buf *b, FILE *out, struct ar_err *err)
+static int table_data(sqlite3 *db, struct rpt_model *m, struct buf *b, FILE *out, struct ar_err *err)
 {
-	struct rpt_filter *f = NULL;
-	sqlite3_stmt *st = NULL;
 	int rc = -1, idx[NTCOLS];
 	for (size_t i = 0; i < NTCOLS; i++)
 		idx[i] = rpt_col_find(table_cols[i]);
@@ -656,14 +655,13 @@ static int table_data(sqlite3 *db, const struct rpt_model *m, struct buf *b, FIL
 		first = false;
 	}
 	buf_puts(b, "},\"rows\":[");
-	if (rpt_filter_parse(m->opts->filter, &f, err) < 0 || rpt_query_requests(db, &st, m->opts->run_id, err) < 0)
-		goto out;
+	struct rpt_iter it;
+	if (rpt_iter_open(&it, db, m, true, err) < 0)
+		return -1;
 	size_t k = 0;
-	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		if (!rpt_filter_pass(f, st))
-			continue;
-		const struct rpt_req *r = k < m->nreq ? &m->req[k] : NULL;
+	int got;
+	while ((got = rpt_iter_next(&it, err)) == 1) {
+		sqlite3_stmt *st = it.st;
 		buf_puts(b, k ? ",\n[" : "\n[");
 		for (size_t i = 0; i < NTCOLS; i++) {
 			int c = idx[i];
@@ -674,12 +672,8 @@ static int table_data(sqlite3 *db, const struct rpt_model *m, struct buf *b, FIL
 				continue;
 			}
 			if (rpt_cols[c].type == RT_TIER) {
-				char lab[64] = "";
-				for (int t = 0; r && t < RPT_NTIERS; t++)
-					if (r->tiers & (1u << t)) {
-						size_t l = strlen(lab);
-						snprintf(lab + l, sizeof lab - l, "%s%s", l ? "+" : "", rpt_tier_name[t]);
-					}
+				char lab[64];
+				rpt_tier_label(it.r.tiers, lab, sizeof lab);
 				rpt_json_str(b, lab, true);
 				continue;
 			}
@@ -716,15 +710,12 @@ static int table_data(sqlite3 *db, const struct rpt_model *m, struct buf *b, FIL
 			buf_reset(b);
 		}
 	}
-	if (s != SQLITE_DONE) {
-		ar_err_set(err, AR_EFORMAT, "cannot read the store's requests: %s", sqlite3_errmsg(db));
+	if (got < 0)
 		goto out;
-	}
 	buf_puts(b, "]}");
 	rc = 0;
 out:
-	sqlite3_finalize(st);
-	rpt_filter_free(f);
+	rpt_iter_close(&it);
 	return rc;
 }
 
@@ -745,7 +736,7 @@ static const char css[] =
 	"input,button{font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--muted);border-radius:4px;padding:2px 8px}\n"
 	"@media print{body{background:#fff;color:#000;margin:0}.controls{display:none}#ar-table th{position:static}}\n";
 
-int report_html(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err *err)
+int report_html(sqlite3 *db, struct rpt_model *m, FILE *out, struct ar_err *err)
 {
 	struct buf b = BUF_INIT;
 	int rc = -1;
