@@ -26,6 +26,7 @@ void rpt_stat_of(double *v, size_t n, struct rpt_stat *s)
 {
 	s->n = n;
 	s->med = s->min = s->max = NAN;
+	s->oom = false;
 	if (!n)
 		return;
 	qsort(v, n, sizeof *v, cmp_double);
@@ -48,13 +49,15 @@ static double metric(const struct rpt_req *r, enum rpt_metric k)
 struct rpt_stat rpt_cell(const struct rpt_model *m, const struct rpt_cfg *c, int cache, int t, enum rpt_metric k,
 			 const char **why)
 {
-	struct rpt_stat s = {0, NAN, NAN, NAN};
+	struct rpt_stat s = {0, NAN, NAN, NAN, false};
 	*why = NULL;
 	if (c->tier[cache][t].turn < 0)
 		return s;
 	double *v = malloc((c->n ? c->n : 1) * sizeof *v);
-	if (!v)
+	if (!v) {
+		s.oom = true;
 		return s;
+	}
 	size_t n = 0;
 	for (size_t i = 0; i < c->n; i++) {
 		const struct rpt_req *r = &m->req[c->first + i];
@@ -75,12 +78,14 @@ struct rpt_stat rpt_cell(const struct rpt_model *m, const struct rpt_cfg *c, int
 
 struct rpt_stat rpt_deepest(const struct rpt_model *m, const struct rpt_cfg *c)
 {
-	struct rpt_stat s = {0, NAN, NAN, NAN};
+	struct rpt_stat s = {0, NAN, NAN, NAN, false};
 	if (c->repeats <= 0 || c->repeats > 1000000)
 		return s;
 	double *v = malloc((size_t)c->repeats * sizeof *v);
-	if (!v)
+	if (!v) {
+		s.oom = true;
 		return s;
+	}
 	for (int64_t k = 0; k < c->repeats; k++)
 		v[k] = -1;
 	for (size_t i = 0; i < c->n; i++) {
@@ -95,6 +100,73 @@ struct rpt_stat rpt_deepest(const struct rpt_model *m, const struct rpt_cfg *c)
 	rpt_stat_of(v, n, &s);
 	free(v);
 	return s;
+}
+
+/* powers of two: tokens from 256 up to 64 buckets, turns from 1 up to 200 */
+double rpt_bucket_width(double xmax, bool by_turn)
+{
+	double w = by_turn ? 1 : 256, most = by_turn ? 200 : 64;
+	while (xmax / w > most && w < 1e15)
+		w *= 2;
+	return w;
+}
+
+struct bpt {
+	double b, x, y; /* bucket index, x, value */
+};
+
+static int cmp_bpt(const void *a, const void *b)
+{
+	const struct bpt *p = a, *q = b;
+	if (p->b != q->b)
+		return p->b < q->b ? -1 : 1;
+	return p->y < q->y ? -1 : p->y > q->y ? 1 : 0;
+}
+
+long rpt_series(const struct rpt_model *m, const struct rpt_cfg *c, enum rpt_metric k, bool by_turn, double width,
+		struct rpt_pt **out)
+{
+	*out = NULL;
+	if (!(width > 0))
+		width = 1;
+	struct bpt *p = malloc((c->n ? c->n : 1) * sizeof *p);
+	if (!p)
+		return -1;
+	size_t n = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		const struct rpt_req *r = &m->req[c->first + i];
+		double v = metric(r, k);
+		bool usable = k == RM_MEM ? r->mem >= 0 : (r->done && r->cache == RQ_WARM && v > 0);
+		double x = by_turn ? (double)r->turn : (double)r->depth;
+		if (!usable || isnan(v) || x < 0)
+			continue;
+		p[n++] = (struct bpt){floor(x / width), x, v};
+	}
+	if (!n) {
+		free(p);
+		return 0;
+	}
+	struct rpt_pt *q = malloc(n * sizeof *q);
+	if (!q) {
+		free(p);
+		return -1;
+	}
+	qsort(p, n, sizeof *p, cmp_bpt);
+	size_t o = 0;
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		double sx = 0;
+		while (j < n && p[j].b == p[i].b)
+			sx += p[j++].x;
+		/* p[i..j) is sorted by value: median, min and max read off it */
+		size_t cnt = j - i, mid = i + cnt / 2;
+		q[o++] = (struct rpt_pt){sx / (double)cnt, cnt % 2 ? p[mid].y : (p[mid - 1].y + p[mid].y) / 2, p[i].y,
+					 p[j - 1].y, cnt};
+		i = j;
+	}
+	free(p);
+	*out = q;
+	return (long)o;
 }
 
 int rpt_inflight_bucket(int64_t f)
@@ -167,7 +239,8 @@ void rpt_fmt_ratio(double v, char *out, size_t n)
 int report_write(sqlite3 *db, const struct report_opts *o, FILE *out, struct ar_err *err)
 {
 	struct rpt_model m;
-	int rc = report_model_load(db, o, &m, err);
+	bool rows = o->format == REPORT_TEXT || o->format == REPORT_MD || o->format == REPORT_HTML;
+	int rc = report_model_load(db, o, rows, &m, err);
 	if (rc == 0) {
 		switch (o->format) {
 		case REPORT_TEXT: rc = report_text(&m, false, out, err); break;

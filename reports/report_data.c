@@ -118,7 +118,8 @@ const char *report_filter_help(void)
 {
 	return "--filter EXPR keeps the requests matching every condition of EXPR, a comma-separated list of\n"
 	       "COLUMN OP VALUE with OP one of = != < <= > >= and ~ (contains, case-insensitive); COLUMN is a\n"
-	       "csv/json column name (README.md, Reports), numbers compare as numbers. Example:\n"
+	       "csv/json column name (README.md, Reports), numbers compare as numbers; tier=32k keeps the\n"
+	       "requests of that tier (tier= those of none). Example:\n"
 	       "  --filter 'cache=warm,context_tokens_est>=16000,config~llama'";
 }
 
@@ -165,7 +166,7 @@ static int parse_cond(char *s, struct rpt_cond *c, struct ar_err *err)
 	char *name = trim(s);
 	char *val = trim(at + toklen);
 	int col = rpt_col_find(name);
-	if (col < 0 || rpt_cols[col].type == RT_TIER) {
+	if (col < 0) {
 		ar_err_set(err, AR_EINVAL, "unknown column '%s' (the csv/json columns of README.md, Reports)", name);
 		*at = save;
 		return -1;
@@ -177,6 +178,20 @@ static int parse_cond(char *s, struct rpt_cond *c, struct ar_err *err)
 		if (c->op == OP_HAS)
 			*p = (char)tolower((unsigned char)*p);
 	enum rpt_type t = rpt_cols[col].type;
+	if (t == RT_TIER) {
+		/* tier=T: the row is tier T (a turn may be several: baseline+32k);
+		 * tier= : the row is no tier; ~ looks into the label */
+		if (c->op != OP_EQ && c->op != OP_NE && c->op != OP_HAS)
+			return ar_err_set(err, AR_EINVAL, "column 'tier' takes = != or ~, not a comparison");
+		c->num = 0;
+		for (int k = 0; k < RPT_NTIERS; k++)
+			if (!strcmp(val, rpt_tier_name[k]))
+				c->num = (double)(1u << k);
+		if (c->op != OP_HAS && *val && c->num == 0)
+			return ar_err_set(err, AR_EINVAL, "tier '%s' is not one of baseline, 32k, 64k, 128k (or empty: none)",
+					  val);
+		return 0;
+	}
 	if (t == RT_INT || t == RT_REAL || t == RT_BOOL) {
 		if (c->op == OP_HAS)
 			return ar_err_set(err, AR_EINVAL, "column '%s' is numeric; '~' needs a text column", name);
@@ -256,6 +271,45 @@ static bool has_ci(const char *hay, const char *needle_lower)
 	return n == 0;
 }
 
+void rpt_tier_label(uint8_t tiers, char *out, size_t n)
+{
+	out[0] = 0;
+	for (int t = 0; t < RPT_NTIERS; t++)
+		if (tiers & (1u << t)) {
+			size_t l = strlen(out);
+			snprintf(out + l, n - l, "%s%s", l ? "+" : "", rpt_tier_name[t]);
+		}
+}
+
+bool rpt_filter_has_tier(const struct rpt_filter *f)
+{
+	for (size_t i = 0; f && i < f->n; i++)
+		if (rpt_cols[f->c[i].col].type == RT_TIER)
+			return true;
+	return false;
+}
+
+bool rpt_filter_pass_tier(const struct rpt_filter *f, uint8_t tiers)
+{
+	for (size_t i = 0; f && i < f->n; i++) {
+		const struct rpt_cond *c = &f->c[i];
+		if (rpt_cols[c->col].type != RT_TIER)
+			continue;
+		bool ok;
+		if (c->op == OP_HAS) {
+			char lab[64];
+			rpt_tier_label(tiers, lab, sizeof lab);
+			ok = has_ci(lab, c->text);
+		} else {
+			bool is = c->num ? (tiers & (uint8_t)c->num) != 0 : tiers == 0;
+			ok = c->op == OP_EQ ? is : !is;
+		}
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
 bool rpt_filter_pass(const struct rpt_filter *f, sqlite3_stmt *st)
 {
 	if (!f)
@@ -263,6 +317,8 @@ bool rpt_filter_pass(const struct rpt_filter *f, sqlite3_stmt *st)
 	for (size_t i = 0; i < f->n; i++) {
 		const struct rpt_cond *c = &f->c[i];
 		enum rpt_type t = rpt_cols[c->col].type;
+		if (t == RT_TIER)
+			continue; /* rpt_filter_pass_tier, once the tiers are known */
 		bool null = sqlite3_column_type(st, c->col) == SQLITE_NULL;
 		int cmp;
 		if (t == RT_INT || t == RT_REAL || t == RT_BOOL) {

@@ -24,7 +24,12 @@ int rpt_json_str(struct buf *b, const char *s, bool html)
 			size_t len = 1;
 			while (i + len < n && ((unsigned char)s[i + len] & 0xC0) == 0x80 && len < 4)
 				len++;
-			if (utf8_check(s + i, len) == len) {
+			if (len == 3 && (unsigned char)s[i] == 0xE2 && (unsigned char)s[i + 1] == 0x80 &&
+			    ((unsigned char)s[i + 2] == 0xA8 || (unsigned char)s[i + 2] == 0xA9)) {
+				/* U+2028/2029: valid JSON, but line ends to older JavaScript */
+				if (buf_puts(b, (unsigned char)s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029") < 0)
+					return -1;
+			} else if (utf8_check(s + i, len) == len) {
 				if (buf_append(b, s + i, len) < 0)
 					return -1;
 			} else if (buf_puts(b, "\\ufffd") < 0) {
@@ -53,26 +58,29 @@ int rpt_json_str(struct buf *b, const char *s, bool html)
 	return buf_putc(b, '"');
 }
 
-static void tier_label(uint8_t tiers, char *out, size_t n)
+/* True when a spreadsheet would read text starting like s as a formula
+ * (OWASP, CSV injection): = + - @, or a TAB or CR before one of them. */
+static bool csv_formula_like(const char *s)
 {
-	out[0] = 0;
-	for (int t = 0; t < RPT_NTIERS; t++)
-		if (tiers & (1u << t)) {
-			size_t l = strlen(out);
-			snprintf(out + l, n - l, "%s%s", l ? "+" : "", rpt_tier_name[t]);
-		}
+	return s[0] && strchr("=+-@\t\r", s[0]) != NULL;
 }
 
-static int put_csv_field(struct buf *b, const char *s)
+int rpt_csv_field(struct buf *b, const char *s, bool text)
 {
-	if (!strpbrk(s, ",\"\r\n") && s[0] != ' ' && (!*s || s[strlen(s) - 1] != ' '))
+	/* a text cell a spreadsheet would evaluate gets a leading quote, which
+	 * spreadsheets show as text; numbers are never changed */
+	bool guard = text && csv_formula_like(s);
+	if (!guard && !strpbrk(s, ",\"\r\n") && s[0] != ' ' && (!*s || s[strlen(s) - 1] != ' '))
 		return buf_puts(b, s);
-	if (buf_putc(b, '"') < 0)
+	bool quote = strpbrk(s, ",\"\r\n") || s[0] == ' ' || (*s && s[strlen(s) - 1] == ' ');
+	if (quote && buf_putc(b, '"') < 0)
+		return -1;
+	if (guard && buf_putc(b, '\'') < 0)
 		return -1;
 	for (; *s; s++)
 		if ((*s == '"' && buf_putc(b, '"') < 0) || buf_putc(b, *s) < 0)
 			return -1;
-	return buf_putc(b, '"');
+	return quote ? buf_putc(b, '"') : 0;
 }
 
 /* One value of the current row: into b as CSV (csv) or JSON. */
@@ -82,7 +90,7 @@ static int put_value(struct buf *b, sqlite3_stmt *st, size_t i, const struct rpt
 	int ct = sqlite3_column_type(st, (int)i);
 	if (t == RT_TIER) {
 		char lab[64];
-		tier_label(r ? r->tiers : 0, lab, sizeof lab);
+		rpt_tier_label(r->tiers, lab, sizeof lab);
 		if (csv)
 			return buf_puts(b, lab);
 		return lab[0] ? rpt_json_str(b, lab, false) : buf_puts(b, "null");
@@ -104,61 +112,52 @@ static int put_value(struct buf *b, sqlite3_stmt *st, size_t i, const struct rpt
 		/* fall through */
 	default: {
 		const char *s = (const char *)sqlite3_column_text(st, (int)i);
-		return csv ? put_csv_field(b, s ? s : "") : rpt_json_str(b, s, false);
+		return csv ? rpt_csv_field(b, s ? s : "", true) : rpt_json_str(b, s, false);
 	}
 	}
 }
 
-/* Streams the filtered rows: row k is m->req[k] (same query, same filter). */
-static int stream_rows(sqlite3 *db, const struct rpt_model *m, FILE *out, bool csv, struct ar_err *err)
+/* Streams the filtered rows, one at a time (memory does not grow with them). */
+static int stream_rows(sqlite3 *db, struct rpt_model *m, FILE *out, bool csv, struct ar_err *err)
 {
-	struct rpt_filter *f = NULL;
-	sqlite3_stmt *st = NULL;
+	struct rpt_iter it;
 	struct buf b = BUF_INIT;
-	int rc = -1;
+	int rc = -1, got;
 	size_t k = 0;
-	if (rpt_filter_parse(m->opts->filter, &f, err) < 0 || rpt_query_requests(db, &st, m->opts->run_id, err) < 0)
-		goto out;
-	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		if (!rpt_filter_pass(f, st))
-			continue;
-		const struct rpt_req *r = k < m->nreq ? &m->req[k] : NULL;
+	if (rpt_iter_open(&it, db, m, true, err) < 0)
+		return -1;
+	while ((got = rpt_iter_next(&it, err)) == 1) {
+		int bad = 0;
 		buf_reset(&b);
 		if (!csv)
-			buf_puts(&b, k ? ",\n{" : "\n{");
+			bad |= buf_puts(&b, k ? ",\n{" : "\n{");
 		for (size_t i = 0; i < rpt_ncols; i++) {
-			if (csv) {
-				if (i)
-					buf_putc(&b, ',');
-			} else {
-				buf_printf(&b, "%s\"%s\":", i ? "," : "", rpt_cols[i].name);
-			}
-			if (put_value(&b, st, i, r, csv) < 0) {
-				ar_err_set(err, AR_ENOMEM, "out of memory");
-				goto out;
-			}
+			if (csv)
+				bad |= i ? buf_putc(&b, ',') : 0;
+			else
+				bad |= buf_printf(&b, "%s\"%s\":", i ? "," : "", rpt_cols[i].name);
+			bad |= put_value(&b, it.st, i, &it.r, csv);
 		}
-		buf_puts(&b, csv ? "\n" : "}");
-		if (!b.data || fwrite(b.data, 1, b.len, out) != b.len) {
+		bad |= buf_puts(&b, csv ? "\n" : "}");
+		if (bad) {
+			ar_err_set(err, AR_ENOMEM, "out of memory");
+			goto out;
+		}
+		if (fwrite(b.data, 1, b.len, out) != b.len) {
 			ar_err_set(err, AR_EIO, "cannot write the report");
 			goto out;
 		}
 		k++;
 	}
-	if (s != SQLITE_DONE) {
-		ar_err_set(err, AR_EFORMAT, "cannot read the store's requests: %s", sqlite3_errmsg(db));
-		goto out;
-	}
-	rc = 0;
+	if (got == 0)
+		rc = 0;
 out:
 	buf_free(&b);
-	sqlite3_finalize(st);
-	rpt_filter_free(f);
+	rpt_iter_close(&it);
 	return rc;
 }
 
-int report_csv(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err *err)
+int report_csv(sqlite3 *db, struct rpt_model *m, FILE *out, struct ar_err *err)
 {
 	for (size_t i = 0; i < rpt_ncols; i++)
 		fprintf(out, "%s%s", i ? "," : "", rpt_cols[i].name);
@@ -186,7 +185,7 @@ static void put_num(struct buf *b, const char *k, double v)
 	jsonh_put_number(b, v); /* NaN prints null */
 }
 
-int report_json(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err *err)
+int report_json(sqlite3 *db, struct rpt_model *m, FILE *out, struct ar_err *err)
 {
 	struct buf b = BUF_INIT;
 	buf_puts(&b, "{\"format\":\"agentreplay-report/1\"");

@@ -14,8 +14,9 @@
 static const char *const palette[] = {"#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#7f7f7f"};
 #define NPAL 7
 static const char *const dashes[] = {"", "6 3", "2 3"};
+#define esc rpt_html_esc
 
-static void esc(struct buf *b, const char *s)
+void rpt_html_esc(struct buf *b, const char *s)
 {
 	if (!s)
 		return;
@@ -247,94 +248,26 @@ static void legend(struct buf *b, const struct rpt_model *m, const char *extra)
 	buf_puts(b, "</ul>\n");
 }
 
-struct pt {
-	double x, y;
-	uint32_t sess;
-	int64_t turn;
-};
-
-static int cmp_key(const void *a, const void *b)
-{
-	const struct pt *p = a, *q = b;
-	if (p->sess != q->sess)
-		return p->sess < q->sess ? -1 : 1;
-	if (p->turn != q->turn)
-		return p->turn < q->turn ? -1 : 1;
-	return p->y < q->y ? -1 : p->y > q->y ? 1 : 0;
-}
-
-static int cmp_x(const void *a, const void *b)
-{
-	const struct pt *p = a, *q = b;
-	return p->x < q->x ? -1 : p->x > q->x ? 1 : 0;
-}
-
-#define MAXPTS 240
-
-/* Points of one config: per turn (session, turn) the median over repeats of
- * metric k (x = depth, or turn when by_turn; memory takes the maximum), sorted
- * by x and thinned to MAXPTS by median within equal x bins. Returns n. */
-static size_t series(const struct rpt_model *m, const struct rpt_cfg *c, enum rpt_metric k, bool by_turn,
-		     struct pt **out)
-{
-	struct pt *p = malloc((c->n ? c->n : 1) * sizeof *p);
-	*out = p;
-	if (!p)
-		return 0;
-	size_t n = 0;
-	for (size_t i = 0; i < c->n; i++) {
-		const struct rpt_req *r = &m->req[c->first + i];
-		double v = k == RM_TTFT ? r->ttft : k == RM_DECODE ? r->decode : r->mem < 0 ? NAN : (double)r->mem;
-		bool usable = k == RM_MEM ? r->mem >= 0 : (r->done && r->cache == RQ_WARM && v > 0);
-		if (!usable || isnan(v) || (by_turn ? r->turn < 0 : r->depth < 0))
-			continue;
-		p[n++] = (struct pt){by_turn ? (double)r->turn : (double)r->depth, v, r->sess, r->turn};
-	}
-	qsort(p, n, sizeof *p, cmp_key);
-	size_t o = 0;
-	for (size_t i = 0; i < n;) {
-		size_t j = i;
-		while (j < n && p[j].sess == p[i].sess && p[j].turn == p[i].turn)
-			j++;
-		struct pt q = p[i];
-		q.y = k == RM_MEM ? p[j - 1].y : ((j - i) % 2 ? p[i + (j - i) / 2].y : (p[i + (j - i) / 2 - 1].y + p[i + (j - i) / 2].y) / 2);
-		p[o++] = q;
-		i = j;
-	}
-	n = o;
-	qsort(p, n, sizeof *p, cmp_x);
-	if (n > MAXPTS) {
-		double lo = p[0].x, hi = p[n - 1].x, w = (hi - lo) / MAXPTS;
-		size_t o2 = 0;
-		for (size_t i = 0; i < n;) {
-			size_t j = i;
-			double edge = lo + w * (floor((p[i].x - lo) / (w > 0 ? w : 1)) + 1);
-			while (j < n && (p[j].x < edge || w <= 0))
-				j++;
-			if (j == i)
-				j = i + 1;
-			double *ys = malloc((j - i) * sizeof *ys), sx = 0;
-			if (!ys)
-				break;
-			for (size_t a = i; a < j; a++) {
-				ys[a - i] = p[a].y;
-				sx += p[a].x;
-			}
-			struct rpt_stat s;
-			rpt_stat_of(ys, j - i, &s);
-			free(ys);
-			p[o2++] = (struct pt){sx / (double)(j - i), s.med, 0, 0};
-			i = j;
-		}
-		n = o2;
-	}
-	return n;
-}
-
-static void polyline(struct chart *ch, const struct pt *p, size_t n, int si, const char *name)
+/* One config's line: the median per bucket, a band (or, for a single
+ * point, a whisker) from min to max, a marker with its figures per point. */
+static void polyline(struct chart *ch, const struct rpt_pt *p, size_t n, int si, const char *name)
 {
 	struct buf *b = ch->b;
 	const char *col = palette[si % NPAL];
+	bool spread = false;
+	for (size_t i = 0; i < n; i++)
+		spread |= p[i].hi > p[i].lo;
+	if (spread && n > 1) {
+		buf_printf(b, "<path class=\"band\" fill=\"%s\" fill-opacity=\"0.15\" stroke=\"none\" d=\"M", col);
+		for (size_t i = 0; i < n; i++)
+			buf_printf(b, "%s%.1f %.1f", i ? "L" : "", px(ch, p[i].x), py(ch, p[i].hi));
+		for (size_t i = n; i-- > 0;)
+			buf_printf(b, "L%.1f %.1f", px(ch, p[i].x), py(ch, p[i].lo));
+		buf_puts(b, "Z\"/>\n");
+	} else if (spread) {
+		buf_printf(b, "<line class=\"band\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n",
+			   px(ch, p[0].x), px(ch, p[0].x), py(ch, p[0].hi), py(ch, p[0].lo), col);
+	}
 	if (n > 1) {
 		buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" stroke-dasharray=\"%s\" points=\"", col,
 			   dashes[(si / NPAL) % 3]);
@@ -349,13 +282,19 @@ static void polyline(struct chart *ch, const struct pt *p, size_t n, int si, con
 			marker(b, si, px(ch, p[i].x), py(ch, p[i].y), col);
 			buf_puts(b, "<title>");
 			esc(b, name);
-			char lx[48], ly[48];
+			char lx[48], ly[48], lo[48], hi[48];
 			tick_label(ch->x.kind, round(p[i].x), lx, sizeof lx);
-			if (ch->y.kind == AX_BYTES)
+			if (ch->y.kind == AX_BYTES) {
 				rpt_fmt_bytes(p[i].y, ly, sizeof ly);
-			else
+				rpt_fmt_bytes(p[i].lo, lo, sizeof lo);
+				rpt_fmt_bytes(p[i].hi, hi, sizeof hi);
+			} else {
 				snprintf(ly, sizeof ly, "%.1f", p[i].y);
-			buf_printf(b, ": %s %s, %s</title></g>", ch->x.kind == AX_TURN ? "turn" : "depth", lx, ly);
+				snprintf(lo, sizeof lo, "%.1f", p[i].lo);
+				snprintf(hi, sizeof hi, "%.1f", p[i].hi);
+			}
+			buf_printf(b, ": %s %s, median %s (min-max %s-%s, %zu request%s)</title></g>",
+				   ch->x.kind == AX_TURN ? "turn" : "depth", lx, ly, lo, hi, p[i].n, p[i].n == 1 ? "" : "s");
 		}
 	buf_puts(b, "\n");
 }
@@ -364,21 +303,32 @@ static void polyline(struct chart *ch, const struct pt *p, size_t n, int si, con
 static void line_chart(struct buf *b, const struct rpt_model *m, enum rpt_metric k)
 {
 	size_t nsh = 0;
-	struct pt **ser = calloc(m->ncfg ? m->ncfg : 1, sizeof *ser);
+	struct rpt_pt **ser = calloc(m->ncfg ? m->ncfg : 1, sizeof *ser);
 	size_t *cnt = calloc(m->ncfg ? m->ncfg : 1, sizeof *cnt);
 	if (!ser || !cnt)
 		goto out;
 	double xmax = 0, ylo = INFINITY, yhi = 0;
 	bool by_turn = k == RM_MEM;
+	/* one bucket width for every config, so their points line up */
+	for (size_t i = 0; i < m->ncfg; i++)
+		for (size_t j = 0; !m->cfg[i].hidden && j < m->cfg[i].n; j++) {
+			const struct rpt_req *r = &m->req[m->cfg[i].first + j];
+			xmax = fmax(xmax, by_turn ? (double)r->turn : (double)r->depth);
+		}
+	double width = rpt_bucket_width(xmax, by_turn);
+	xmax = 0;
 	for (size_t i = 0; i < m->ncfg; i++) {
 		const struct rpt_cfg *c = &m->cfg[i];
 		if (c->hidden)
 			continue;
-		cnt[i] = series(m, c, k, by_turn, &ser[i]);
+		long got = rpt_series(m, c, k, by_turn, width, &ser[i]);
+		if (got < 0)
+			goto out;
+		cnt[i] = (size_t)got;
 		for (size_t j = 0; j < cnt[i]; j++) {
 			xmax = fmax(xmax, ser[i][j].x);
-			ylo = fmin(ylo, ser[i][j].y);
-			yhi = fmax(yhi, ser[i][j].y);
+			ylo = fmin(ylo, ser[i][j].lo);
+			yhi = fmax(yhi, ser[i][j].hi);
 		}
 		if (c->fail.found)
 			xmax = fmax(xmax, by_turn ? (double)c->fail.turn : (double)c->fail.depth);
@@ -390,9 +340,22 @@ static void line_chart(struct buf *b, const struct rpt_model *m, enum rpt_metric
 	}
 	struct chart ch;
 	const char *id = k == RM_TTFT ? "chart-ttft" : k == RM_DECODE ? "chart-decode" : "chart-mem";
-	const char *title = k == RM_TTFT ? "Warm TTFT vs context depth (log scale; X marks a failure)"
-			    : k == RM_DECODE ? "Decode rate vs context depth"
-					     : "Memory vs turn (dashed: budget; X marks a failure)";
+	char title[400], wl[32];
+	if (by_turn)
+		snprintf(wl, sizeof wl, "%.0f", width);
+	else
+		tick_label(AX_TOKENS, width, wl, sizeof wl);
+	if (k == RM_MEM)
+		snprintf(title, sizeof title,
+			 "Memory vs turn: per config, the median over sessions and repeats of every request's memory "
+			 "reading %s%s, band: min-max (dashed: budget; X marks a failure)",
+			 width > 1 ? "in each bucket of turns " : "at each turn", width > 1 ? wl : "");
+	else
+		snprintf(title, sizeof title,
+			 "%s vs context depth%s: per config, the median over sessions and repeats of the completed warm "
+			 "requests in each %s-token depth bucket, band: min-max%s",
+			 k == RM_TTFT ? "Warm TTFT" : "Warm decode rate", k == RM_TTFT ? " (log scale)" : "", wl,
+			 k == RM_TTFT ? " (X marks a failure)" : "");
 	chart_begin(&ch, b, id, title, 760, 340);
 	ch.x = (struct axis){0, 1, false, by_turn ? AX_TURN : AX_TOKENS, by_turn ? "turn" : "context depth (tokens)"};
 	ch.y = (struct axis){0, 1, k == RM_TTFT, k == RM_TTFT ? AX_MS : k == RM_DECODE ? AX_RATE : AX_BYTES,
@@ -669,10 +632,8 @@ static const char *const table_cols[] = {"config", "session", "turn", "repeat", 
 					 "in_flight", "outcome", "evidence"};
 #define NTCOLS (sizeof table_cols / sizeof table_cols[0])
 
-static int table_data(sqlite3 *db, const struct rpt_model *m, struct buf *b, FILE *out, struct ar_err *err)
+static int table_data(sqlite3 *db, struct rpt_model *m, struct buf *b, FILE *out, struct ar_err *err)
 {
-	struct rpt_filter *f = NULL;
-	sqlite3_stmt *st = NULL;
 	int rc = -1, idx[NTCOLS];
 	for (size_t i = 0; i < NTCOLS; i++)
 		idx[i] = rpt_col_find(table_cols[i]);
@@ -694,14 +655,13 @@ static int table_data(sqlite3 *db, const struct rpt_model *m, struct buf *b, FIL
 		first = false;
 	}
 	buf_puts(b, "},\"rows\":[");
-	if (rpt_filter_parse(m->opts->filter, &f, err) < 0 || rpt_query_requests(db, &st, m->opts->run_id, err) < 0)
-		goto out;
+	struct rpt_iter it;
+	if (rpt_iter_open(&it, db, m, true, err) < 0)
+		return -1;
 	size_t k = 0;
-	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		if (!rpt_filter_pass(f, st))
-			continue;
-		const struct rpt_req *r = k < m->nreq ? &m->req[k] : NULL;
+	int got;
+	while ((got = rpt_iter_next(&it, err)) == 1) {
+		sqlite3_stmt *st = it.st;
 		buf_puts(b, k ? ",\n[" : "\n[");
 		for (size_t i = 0; i < NTCOLS; i++) {
 			int c = idx[i];
@@ -712,12 +672,8 @@ static int table_data(sqlite3 *db, const struct rpt_model *m, struct buf *b, FIL
 				continue;
 			}
 			if (rpt_cols[c].type == RT_TIER) {
-				char lab[64] = "";
-				for (int t = 0; r && t < RPT_NTIERS; t++)
-					if (r->tiers & (1u << t)) {
-						size_t l = strlen(lab);
-						snprintf(lab + l, sizeof lab - l, "%s%s", l ? "+" : "", rpt_tier_name[t]);
-					}
+				char lab[64];
+				rpt_tier_label(it.r.tiers, lab, sizeof lab);
 				rpt_json_str(b, lab, true);
 				continue;
 			}
@@ -754,15 +710,12 @@ static int table_data(sqlite3 *db, const struct rpt_model *m, struct buf *b, FIL
 			buf_reset(b);
 		}
 	}
-	if (s != SQLITE_DONE) {
-		ar_err_set(err, AR_EFORMAT, "cannot read the store's requests: %s", sqlite3_errmsg(db));
+	if (got < 0)
 		goto out;
-	}
 	buf_puts(b, "]}");
 	rc = 0;
 out:
-	sqlite3_finalize(st);
-	rpt_filter_free(f);
+	rpt_iter_close(&it);
 	return rc;
 }
 
@@ -783,7 +736,7 @@ static const char css[] =
 	"input,button{font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--muted);border-radius:4px;padding:2px 8px}\n"
 	"@media print{body{background:#fff;color:#000;margin:0}.controls{display:none}#ar-table th{position:static}}\n";
 
-int report_html(sqlite3 *db, const struct rpt_model *m, FILE *out, struct ar_err *err)
+int report_html(sqlite3 *db, struct rpt_model *m, FILE *out, struct ar_err *err)
 {
 	struct buf b = BUF_INIT;
 	int rc = -1;

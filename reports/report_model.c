@@ -189,6 +189,79 @@ static const char *intern(struct rpt_model *m, const char *s)
 	return m->pool[m->npool++];
 }
 
+/* better candidate for tier target T: nearer, then smaller depth, then earlier */
+static bool tier_better(int64_t depth, uint32_t sess, int64_t turn, const struct rpt_tierturn *cur, int64_t target)
+{
+	if (cur->turn < 0)
+		return true;
+	int64_t dr = llabs(depth - target), dc = llabs(cur->depth - target);
+	if (dr != dc)
+		return dr < dc;
+	if (depth != cur->depth)
+		return depth < cur->depth;
+	if (sess != cur->sess)
+		return sess < cur->sess;
+	return turn < cur->turn;
+}
+
+void rpt_tier_consider(struct rpt_cfg *c, int cache, uint32_t sess, int64_t turn, int64_t depth)
+{
+	if ((cache != RQ_COLD && cache != RQ_WARM) || depth < 0 || turn < 0)
+		return;
+	for (int t = 0; t < RPT_NTIERS; t++) {
+		struct rpt_tierturn *tt = &c->tier[cache][t];
+		int64_t target = rpt_tier_tokens[t];
+		if (t > 0 && (depth * 4 < target * 3 || depth * 4 > target * 5))
+			continue;
+		if (tier_better(depth, sess, turn, tt, target)) {
+			tt->turn = turn;
+			tt->sess = sess;
+			tt->depth = depth;
+		}
+	}
+}
+
+uint8_t rpt_tier_bits(const struct rpt_cfg *c, int cache, uint32_t sess, int64_t turn)
+{
+	uint8_t bits = 0;
+	if (cache != RQ_COLD && cache != RQ_WARM)
+		return 0;
+	for (int t = 0; t < RPT_NTIERS; t++) {
+		const struct rpt_tierturn *tt = &c->tier[cache][t];
+		if (tt->turn >= 0 && tt->turn == turn && tt->sess == sess)
+			bits |= (uint8_t)(1u << t);
+	}
+	return bits;
+}
+
+/* ---- the row iterator -------------------------------------------------- */
+
+int rpt_iter_open(struct rpt_iter *it, sqlite3 *db, struct rpt_model *m, bool tiers_known, struct ar_err *err)
+{
+	memset(it, 0, sizeof *it);
+	it->m = m;
+	it->tiers_known = tiers_known;
+	static const char *const names[] = {"config_id", "session", "turn", "repeat", "cache", "context_tokens_est",
+					    "prompt_tokens"};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		it->col[i] = rpt_col_find(names[i]);
+	if (rpt_filter_parse(m->opts->filter, &it->f, err) < 0 ||
+	    rpt_query_requests(db, &it->st, m->opts->run_id, err) < 0) {
+		rpt_iter_close(it);
+		return -1;
+	}
+	it->db = db;
+	return 0;
+}
+
+void rpt_iter_close(struct rpt_iter *it)
+{
+	sqlite3_finalize(it->st);
+	rpt_filter_free(it->f);
+	free(it->prev);
+	memset(it, 0, sizeof *it);
+}
+
 static size_t cfg_index(const struct rpt_model *m, int64_t id)
 {
 	size_t lo = 0, hi = m->ncfg;
@@ -202,63 +275,102 @@ static size_t cfg_index(const struct rpt_model *m, int64_t id)
 	return lo;
 }
 
-static int load_requests(sqlite3 *db, struct rpt_model *m, const struct rpt_filter *f, struct ar_err *err)
+int rpt_iter_next(struct rpt_iter *it, struct ar_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = 0;
-	size_t cap = 0;
-	const int i_cfg = rpt_col_find("config_id"), i_sess = rpt_col_find("session"), i_turn = rpt_col_find("turn"),
-		  i_rep = rpt_col_find("repeat"), i_cache = rpt_col_find("cache"),
-		  i_ctx = rpt_col_find("context_tokens_est"), i_prompt = rpt_col_find("prompt_tokens"),
-		  i_ttft = rpt_col_find("ttft_ms"), i_dec = rpt_col_find("decode_tps"),
-		  i_pre = rpt_col_find("prefill_tps"), i_mem = rpt_col_find("mem_peak_bytes"),
-		  i_gpu = rpt_col_find("gpu_peak_bytes"), i_host = rpt_col_find("host_drop_bytes"),
-		  i_inf = rpt_col_find("in_flight"), i_out = rpt_col_find("outcome"), i_ev = rpt_col_find("evidence");
-	if (rpt_query_requests(db, &st, m->opts->run_id, err) < 0)
-		return -1;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (!rpt_filter_pass(f, st))
+	const int i_cfg = it->col[0], i_sess = it->col[1], i_turn = it->col[2], i_rep = it->col[3],
+		  i_cache = it->col[4], i_ctx = it->col[5], i_prompt = it->col[6];
+	int s;
+	while ((s = sqlite3_step(it->st)) == SQLITE_ROW) {
+		sqlite3_stmt *st = it->st;
+		if (!rpt_filter_pass(it->f, st))
 			continue;
 		int64_t cid = sqlite3_column_int64(st, i_cfg);
-		size_t ci = cfg_index(m, cid);
-		if (ci >= m->ncfg || m->cfg[ci].id != cid)
+		size_t ci = cfg_index(it->m, cid);
+		if (ci >= it->m->ncfg || it->m->cfg[ci].id != cid)
 			continue; /* cannot happen: the join found it */
-		if (m->nreq == cap) {
-			cap = cap ? cap * 2 : 256;
-			struct rpt_req *nr = realloc(m->req, cap * sizeof *nr);
-			if (!nr) {
-				rc = ar_err_set(err, AR_ENOMEM, "out of memory (%zu requests)", m->nreq);
-				goto out;
-			}
-			m->req = nr;
-		}
-		struct rpt_req *r = &m->req[m->nreq];
+		struct rpt_req *r = &it->r;
 		memset(r, 0, sizeof *r);
 		r->cfg = (uint32_t)ci;
+		/* sessions are numbered by runs of equal ids over the rows that
+		 * pass the filter's column conditions: every pass numbers alike */
 		const char *sess = (const char *)sqlite3_column_text(st, i_sess);
 		if (!sess)
 			sess = "";
-		if (!m->nsess || strcmp(m->sess[m->nsess - 1], sess)) {
-			char **ns = realloc(m->sess, (m->nsess + 1) * sizeof *ns);
-			if (!ns || !(ns[m->nsess] = strdup(sess))) {
-				if (ns)
-					m->sess = ns;
-				rc = ar_err_set(err, AR_ENOMEM, "out of memory");
-				goto out;
-			}
-			m->sess = ns;
-			m->nsess++;
+		it->new_sess = !it->prev || strcmp(it->prev, sess) != 0;
+		if (it->new_sess) {
+			char *p = strdup(sess);
+			if (!p)
+				return ar_err_set(err, AR_ENOMEM, "out of memory");
+			free(it->prev);
+			it->prev = p;
+			it->nsess++;
 		}
-		r->sess = (uint32_t)(m->nsess - 1);
+		r->sess = (uint32_t)(it->nsess - 1);
 		r->turn = col_i64(st, i_turn);
 		r->repeat = col_i64(st, i_rep);
 		r->depth = col_i64(st, i_ctx);
 		if (r->depth < 0)
 			r->depth = col_i64(st, i_prompt);
+		const char *cache = (const char *)sqlite3_column_text(st, i_cache);
+		r->cache = cache && !strcmp(cache, "warm") ? RQ_WARM : cache && !strcmp(cache, "cold") ? RQ_COLD : RQ_OTHER;
+		if (!it->tiers_known)
+			return 1;
+		r->tiers = rpt_tier_bits(&it->m->cfg[ci], r->cache, r->sess, r->turn);
+		if (!rpt_filter_pass_tier(it->f, r->tiers))
+			continue;
+		return 1;
+	}
+	if (s != SQLITE_DONE)
+		return ar_err_set(err, AR_EFORMAT, "cannot read the store's requests: %s", sqlite3_errmsg(it->db));
+	return 0;
+}
+
+/* pass 1: the tier turns of every config, over the rows that pass the
+ * filter's column conditions (a tier condition needs them first) */
+static int load_tiers(sqlite3 *db, struct rpt_model *m, struct ar_err *err)
+{
+	struct rpt_iter it;
+	int rc;
+	if (rpt_iter_open(&it, db, m, false, err) < 0)
+		return -1;
+	while ((rc = rpt_iter_next(&it, err)) == 1) {
+		if (it.new_sess) {
+			char **ns = realloc(m->sess, (m->nsess + 1) * sizeof *ns);
+			if (!ns || !(ns[m->nsess] = strdup(it.prev))) {
+				if (ns)
+					m->sess = ns;
+				rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+				break;
+			}
+			m->sess = ns;
+			m->nsess++;
+		}
+		rpt_tier_consider(&m->cfg[it.r.cfg], it.r.cache, it.r.sess, it.r.turn, it.r.depth);
+	}
+	rpt_iter_close(&it);
+	return rc < 0 ? -1 : 0;
+}
+
+/* pass 2: per config figures over the rows that pass the whole filter, and
+ * (keep_rows) the compact rows the summaries and charts need */
+static int load_requests(sqlite3 *db, struct rpt_model *m, bool keep_rows, struct ar_err *err)
+{
+	struct rpt_iter it;
+	int rc;
+	size_t cap = 0;
+	const int i_ttft = rpt_col_find("ttft_ms"), i_dec = rpt_col_find("decode_tps"),
+		  i_pre = rpt_col_find("prefill_tps"), i_mem = rpt_col_find("mem_peak_bytes"),
+		  i_gpu = rpt_col_find("gpu_peak_bytes"), i_host = rpt_col_find("host_drop_bytes"),
+		  i_inf = rpt_col_find("in_flight"), i_out = rpt_col_find("outcome"), i_ev = rpt_col_find("evidence");
+	if (rpt_iter_open(&it, db, m, true, err) < 0)
+		return -1;
+	while ((rc = rpt_iter_next(&it, err)) == 1) {
+		sqlite3_stmt *st = it.st;
+		struct rpt_req row = it.r, *r = &row;
+		struct rpt_cfg *c = &m->cfg[r->cfg];
 		r->ttft = col_real(st, i_ttft);
 		r->decode = col_real(st, i_dec);
 		r->prefill = col_real(st, i_pre);
-		struct rpt_cfg *c = &m->cfg[ci];
 		int64_t mem = col_i64(st, i_mem);
 		if (c->mem.valid && !strcmp(c->mem.source, "gpu") && col_i64(st, i_gpu) >= 0)
 			mem = col_i64(st, i_gpu);
@@ -267,101 +379,60 @@ static int load_requests(sqlite3 *db, struct rpt_model *m, const struct rpt_filt
 		r->mem = mem;
 		r->in_flight = col_i64(st, i_inf);
 		if (r->in_flight > 1)
-			m->concurrent = m->cfg[ci].concurrent = true;
-		const char *cache = (const char *)sqlite3_column_text(st, i_cache);
-		r->cache = cache && !strcmp(cache, "warm") ? RQ_WARM : cache && !strcmp(cache, "cold") ? RQ_COLD : RQ_OTHER;
+			m->concurrent = c->concurrent = true;
 		const char *outcome = (const char *)sqlite3_column_text(st, i_out);
 		if (!outcome)
 			outcome = "";
 		if (!(r->outcome = intern(m, outcome))) {
 			rc = ar_err_set(err, AR_ENOMEM, "out of memory");
-			goto out;
+			break;
 		}
 		r->done = !strcmp(outcome, "ok") || !strcmp(outcome, "slo");
 		r->failed = strcmp(outcome, "ok") != 0;
-		if (!c->n)
-			c->first = m->nreq;
-		c->n++;
+		if (r->mem > c->peak_mem)
+			c->peak_mem = r->mem;
+		if (r->done && r->depth > c->max_done_depth)
+			c->max_done_depth = r->depth;
+		if (r->repeat + 1 > c->repeats)
+			c->repeats = r->repeat + 1;
 		/* no failure_json (an interrupted run, an older writer): the first
 		 * non-ok request in replay order is the failure point */
 		if (r->failed && !c->fail.found) {
-			c->fail.found = true;
-			c->fail.session = strdup(sess);
-			c->fail.cls = strdup(outcome);
 			const char *ev = (const char *)sqlite3_column_text(st, i_ev);
+			c->fail.found = true;
+			c->fail.session = strdup(m->sess[r->sess]);
+			c->fail.cls = strdup(outcome);
 			c->fail.evidence = ev ? strdup(ev) : NULL;
 			c->fail.turn = r->turn;
 			c->fail.depth = r->depth;
 			c->fail.mem = r->mem;
+			if (!c->fail.session || !c->fail.cls || (ev && !c->fail.evidence)) {
+				rc = ar_err_set(err, AR_ENOMEM, "out of memory");
+				break;
+			}
 		}
+		if (!c->n)
+			c->first = m->nreq;
+		c->n++;
 		m->nreq++;
-	}
-	if (rc != SQLITE_DONE) {
-		rc = ar_err_set(err, AR_EFORMAT, "cannot read the store's requests: %s", sqlite3_errmsg(db));
-		goto out;
-	}
-	rc = 0;
-out:
-	sqlite3_finalize(st);
-	return rc;
-}
-
-/* better candidate for tier target T: nearer, then smaller depth, then earlier */
-static bool tier_better(const struct rpt_req *r, const struct rpt_tierturn *cur, int64_t target)
-{
-	if (cur->turn < 0)
-		return true;
-	int64_t dr = llabs(r->depth - target), dc = llabs(cur->depth - target);
-	if (dr != dc)
-		return dr < dc;
-	if (r->depth != cur->depth)
-		return r->depth < cur->depth;
-	if (r->sess != cur->sess)
-		return r->sess < cur->sess;
-	return r->turn < cur->turn;
-}
-
-static void derive(struct rpt_model *m)
-{
-	for (size_t ci = 0; ci < m->ncfg; ci++) {
-		struct rpt_cfg *c = &m->cfg[ci];
-		struct rpt_req *rq = m->req + c->first;
-		for (size_t i = 0; i < c->n; i++) {
-			struct rpt_req *r = &rq[i];
-			if (r->mem > c->peak_mem)
-				c->peak_mem = r->mem;
-			if (r->done && r->depth > c->max_done_depth)
-				c->max_done_depth = r->depth;
-			if (r->repeat + 1 > c->repeats)
-				c->repeats = r->repeat + 1;
-			if (r->cache == RQ_OTHER || r->depth < 0 || r->turn < 0)
-				continue;
-			for (int t = 0; t < RPT_NTIERS; t++) {
-				struct rpt_tierturn *tt = &c->tier[r->cache][t];
-				int64_t target = rpt_tier_tokens[t];
-				if (t > 0 && (r->depth * 4 < target * 3 || r->depth * 4 > target * 5))
-					continue;
-				if (tier_better(r, tt, target)) {
-					tt->turn = r->turn;
-					tt->sess = r->sess;
-					tt->depth = r->depth;
-				}
+		if (!keep_rows)
+			continue;
+		if (m->nreq > cap) {
+			cap = cap ? cap * 2 : 256;
+			struct rpt_req *nr = realloc(m->req, cap * sizeof *nr);
+			if (!nr) {
+				rc = ar_err_set(err, AR_ENOMEM, "out of memory (%zu requests)", m->nreq);
+				break;
 			}
+			m->req = nr;
 		}
-		for (size_t i = 0; i < c->n; i++) {
-			struct rpt_req *r = &rq[i];
-			if (r->cache == RQ_OTHER)
-				continue;
-			for (int t = 0; t < RPT_NTIERS; t++) {
-				const struct rpt_tierturn *tt = &c->tier[r->cache][t];
-				if (tt->turn >= 0 && tt->turn == r->turn && tt->sess == r->sess)
-					r->tiers |= (uint8_t)(1u << t);
-			}
-		}
+		m->req[m->nreq - 1] = row;
 	}
+	rpt_iter_close(&it);
+	return rc < 0 ? -1 : 0;
 }
 
-int report_model_load(sqlite3 *db, const struct report_opts *o, struct rpt_model *m, struct ar_err *err)
+int report_model_load(sqlite3 *db, const struct report_opts *o, bool keep_rows, struct rpt_model *m, struct ar_err *err)
 {
 	struct rpt_filter *f = NULL;
 	memset(m, 0, sizeof *m);
@@ -384,9 +455,9 @@ int report_model_load(sqlite3 *db, const struct report_opts *o, struct rpt_model
 		}
 	}
 	if (load_runs(db, m, o->run_id, err) < 0 || load_configs(db, m, o->run_id, err) < 0 ||
-	    load_requests(db, m, f, err) < 0)
+	    load_tiers(db, m, err) < 0 || load_requests(db, m, keep_rows, err) < 0)
 		goto out;
-	derive(m);
+	m->rows = keep_rows;
 	for (size_t i = 0; i < m->ncfg; i++) {
 		m->cfg[i].hidden = f && m->cfg[i].n == 0;
 		m->nshown += !m->cfg[i].hidden;

@@ -9,6 +9,36 @@
 
 #define TBL_MAXCOLS 12
 
+/* Every allocation of this file goes through tx_alloc, so a test can make
+ * the Nth one fail (rpt_text_fail_alloc, SQLite's "Nth malloc fails") and
+ * check that the report then fails with out of memory, cleanly, whichever
+ * table it was building. */
+static long fail_at = -1, nalloc;
+
+void rpt_text_fail_alloc(long n)
+{
+	fail_at = n;
+	nalloc = 0;
+}
+
+long rpt_text_allocs(void) { return nalloc; }
+
+static void *tx_realloc(void *p, size_t n)
+{
+	if (nalloc++ == fail_at)
+		return NULL;
+	return realloc(p, n);
+}
+
+static void *tx_malloc(size_t n) { return tx_realloc(NULL, n); }
+
+static char *tx_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = tx_malloc(n);
+	return d ? memcpy(d, s, n) : NULL;
+}
+
 struct tbl {
 	int ncols;
 	const char *head[TBL_MAXCOLS];
@@ -26,7 +56,7 @@ static char *clean(const char *s, size_t max, bool md)
 	if (!s)
 		s = "";
 	size_t n = strlen(s);
-	char *out = malloc(n * 2 + 8);
+	char *out = tx_malloc(n * 2 + 8);
 	if (!out)
 		return NULL;
 	size_t o = 0, cps = 0;
@@ -80,7 +110,7 @@ static void tbl_init(struct tbl *t, int ncols, const char *const *head, const ch
 /* Adds a row of ncols cells; each cell is taken (owned) by the table. */
 static void tbl_row(struct tbl *t, char **cells)
 {
-	char **nc = realloc(t->cell, (t->nrows + 1) * (size_t)t->ncols * sizeof *nc);
+	char **nc = tx_realloc(t->cell, (t->nrows + 1) * (size_t)t->ncols * sizeof *nc);
 	if (!nc) {
 		t->oom = true;
 		for (int i = 0; i < t->ncols; i++)
@@ -102,9 +132,24 @@ static void pad(FILE *out, size_t n)
 		fputc(' ', out);
 }
 
-static void tbl_print(struct tbl *t, const char *title, bool md, FILE *out)
+static void tbl_free(struct tbl *t)
+{
+	for (size_t k = 0; k < t->nrows * (size_t)t->ncols; k++)
+		free(t->cell[k]);
+	free(t->cell);
+	t->cell = NULL;
+	t->nrows = 0;
+}
+
+/* Prints the table and empties it; -1 (nothing printed) when a cell or row
+ * could not be allocated. */
+static int tbl_print(struct tbl *t, const char *title, bool md, FILE *out)
 {
 	size_t w[TBL_MAXCOLS];
+	if (t->oom) {
+		tbl_free(t);
+		return -1;
+	}
 	for (int i = 0; i < t->ncols; i++) {
 		w[i] = width(t->head[i]);
 		for (size_t r = 0; r < t->nrows; r++) {
@@ -152,11 +197,8 @@ static void tbl_print(struct tbl *t, const char *title, bool md, FILE *out)
 		}
 	}
 	fputs("\n", out);
-	for (size_t k = 0; k < t->nrows * (size_t)t->ncols; k++)
-		free(t->cell[k]);
-	free(t->cell);
-	t->cell = NULL;
-	t->nrows = 0;
+	tbl_free(t);
+	return 0;
 }
 
 static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
@@ -167,7 +209,7 @@ static char *fmt(const char *f, ...)
 	va_start(ap, f);
 	vsnprintf(tmp, sizeof tmp, f, ap);
 	va_end(ap);
-	return strdup(tmp);
+	return tx_strdup(tmp);
 }
 
 static char *cfg_label(const struct rpt_cfg *c, bool md)
@@ -183,14 +225,16 @@ static char *cfg_label(const struct rpt_cfg *c, bool md)
 /* a figure cell: the median, or why there is none */
 static char *cell_text(struct rpt_stat s, const char *why, void (*f)(double, char *, size_t), bool md)
 {
+	if (s.oom)
+		return NULL;
 	if (s.n) {
 		char b[48];
 		f(s.med, b, sizeof b);
-		return strdup(b);
+		return tx_strdup(b);
 	}
 	if (why)
 		return clean(why, 16, md);
-	return strdup("-");
+	return tx_strdup("-");
 }
 
 static void fmt_ms_ratio(double a, double b, char *out, size_t n) { rpt_fmt_ratio(b / a, out, n); }
@@ -205,12 +249,16 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 	else
 		fputs("agentreplay report\n\n", out);
 	char *src = clean(m->opts->source ? m->opts->source : "", 200, md);
-	fprintf(out, "store: %s; %zu run%s, %zu config%s, %zu request%s\n", src ? src : "", m->nrun,
+	if (!src)
+		goto oom;
+	fprintf(out, "store: %s; %zu run%s, %zu config%s, %zu request%s\n", src, m->nrun,
 		m->nrun == 1 ? "" : "s", m->nshown, m->nshown == 1 ? "" : "s", m->nreq, m->nreq == 1 ? "" : "s");
 	free(src);
 	if (m->opts->filter && *m->opts->filter) {
 		char *f = clean(m->opts->filter, 200, md);
-		fprintf(out, "%sfilter: %s\n", md ? "\n" : "", f ? f : "");
+		if (!f)
+			goto oom;
+		fprintf(out, "%sfilter: %s\n", md ? "\n" : "", f);
 		free(f);
 	}
 	fputs("\n", out);
@@ -223,7 +271,8 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 				     clean(r->tool_version, 16, md), clean(r->command_line, 80, md)};
 			tbl_row(&t, c);
 		}
-		tbl_print(&t, "Runs", md, out);
+		if (tbl_print(&t, "Runs", md, out) < 0)
+			goto oom;
 	}
 	if (!m->nshown) {
 		fputs(m->opts->filter ? "No config has requests matching the filter.\n" : "The store holds no configs.\n",
@@ -250,10 +299,11 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 			char *c3 = cell_text(s64, why, rpt_fmt_ms, md);
 			struct rpt_stat s128 = rpt_cell(m, c, RQ_WARM, 3, RM_TTFT, &why);
 			char *c4 = cell_text(s128, why, rpt_fmt_ms, md);
-			char *row[] = {cfg_label(c, md), fmt("%lld", (long long)c->repeats), c0, c1, strdup(ratio), c3, c4};
+			char *row[] = {cfg_label(c, md), fmt("%lld", (long long)c->repeats), c0, c1, tx_strdup(ratio), c3, c4};
 			tbl_row(&t, row);
 		}
-		tbl_print(&t, "Warm TTFT by depth (ms, median over repeats)", md, out);
+		if (tbl_print(&t, "Warm TTFT by depth (ms, median over repeats)", md, out) < 0)
+			goto oom;
 	}
 	{
 		static const char *const h[] = {"config", "tier", "cold depth", "cold ms", "warm depth", "warm ms", "cold/warm"};
@@ -272,13 +322,14 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 				rpt_fmt_tokens(c->tier[RQ_WARM][k].turn < 0 ? -1 : c->tier[RQ_WARM][k].depth, wd, sizeof wd);
 				if (cs.n && ws.n && ws.med > 0)
 					fmt_ms_ratio(ws.med, cs.med, ratio, sizeof ratio);
-				char *row[] = {cfg_label(c, md), strdup(rpt_tier_name[k]), strdup(cd),
-					       cell_text(cs, why, rpt_fmt_ms, md), strdup(wd),
-					       cell_text(ws, why2, rpt_fmt_ms, md), strdup(ratio)};
+				char *row[] = {cfg_label(c, md), tx_strdup(rpt_tier_name[k]), tx_strdup(cd),
+					       cell_text(cs, why, rpt_fmt_ms, md), tx_strdup(wd),
+					       cell_text(ws, why2, rpt_fmt_ms, md), tx_strdup(ratio)};
 				tbl_row(&t, row);
 			}
 		}
-		tbl_print(&t, "Cold vs warm TTFT by tier (ms, median over repeats)", md, out);
+		if (tbl_print(&t, "Cold vs warm TTFT by tier (ms, median over repeats)", md, out) < 0)
+			goto oom;
 	}
 	{
 		static const char *const h[] = {"config", "baseline", "32k", "64k", "128k"};
@@ -294,7 +345,8 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 			}
 			tbl_row(&t, row);
 		}
-		tbl_print(&t, "Decode rate by depth (tok/s, warm, median over repeats)", md, out);
+		if (tbl_print(&t, "Decode rate by depth (tok/s, warm, median over repeats)", md, out) < 0)
+			goto oom;
 	}
 	{
 		static const char *const h[] = {"config", "peak memory", "budget", "projected OOM", "failure point", "evidence"};
@@ -319,17 +371,18 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 				char *cls = clean(c->fail.cls, 16, md);
 				char dep[32];
 				rpt_fmt_tokens(c->fail.depth, dep, sizeof dep);
-				fp = fmt("%s at turn %lld, %s tokens", cls ? cls : "", (long long)c->fail.turn, dep);
+				fp = cls ? fmt("%s at turn %lld, %s tokens", cls, (long long)c->fail.turn, dep) : NULL;
 				free(cls);
 				ev = clean(c->fail.evidence ? c->fail.evidence : "", 60, md);
 			} else {
-				fp = strdup(!strcmp(c->status, "ok") || !c->status[0] ? "none" : c->status);
-				ev = strdup("");
+				fp = tx_strdup(!strcmp(c->status, "ok") || !c->status[0] ? "none" : c->status);
+				ev = tx_strdup("");
 			}
-			char *row[] = {cfg_label(c, md), strdup(peak), strdup(budget), strdup(proj), fp, ev};
+			char *row[] = {cfg_label(c, md), tx_strdup(peak), tx_strdup(budget), tx_strdup(proj), fp, ev};
 			tbl_row(&t, row);
 		}
-		tbl_print(&t, "Memory and failure point", md, out);
+		if (tbl_print(&t, "Memory and failure point", md, out) < 0)
+			goto oom;
 	}
 	{
 		static const char *const h[] = {"goal", "config", "median", "min-max", "repeats"};
@@ -348,13 +401,17 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 		tbl_init(&t, 5, h, "llrrr");
 		for (size_t g = 0; g < sizeof goals / sizeof goals[0]; g++) {
 			const struct rpt_cfg *best = NULL;
-			struct rpt_stat bs = {0, NAN, NAN, NAN};
+			struct rpt_stat bs = {0, NAN, NAN, NAN, false};
 			for (size_t i = 0; i < m->ncfg; i++) {
 				const struct rpt_cfg *c = &m->cfg[i];
 				if (c->hidden)
 					continue;
 				struct rpt_stat s = goals[g].tier < 0 ? rpt_deepest(m, c)
 								      : rpt_cell(m, c, RQ_WARM, goals[g].tier, goals[g].k, &why);
+				if (s.oom) {
+					tbl_free(&t);
+					goto oom;
+				}
 				if (!s.n)
 					continue;
 				if (!best || (goals[g].sign > 0 ? s.med < bs.med : s.med > bs.med)) {
@@ -375,11 +432,12 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 				}
 				snprintf(range, sizeof range, "%s-%s", lo, hi);
 			}
-			char *row[] = {strdup(goals[g].goal), best ? cfg_label(best, md) : strdup("(no data)"), strdup(med),
-				       strdup(range), best ? fmt("%zu", bs.n) : strdup("0")};
+			char *row[] = {tx_strdup(goals[g].goal), best ? cfg_label(best, md) : tx_strdup("(no data)"), tx_strdup(med),
+				       tx_strdup(range), best ? fmt("%zu", bs.n) : tx_strdup("0")};
 			tbl_row(&t, row);
 		}
-		tbl_print(&t, "Best for each goal (median and min-max over repeats)", md, out);
+		if (tbl_print(&t, "Best for each goal (median and min-max over repeats)", md, out) < 0)
+			goto oom;
 	}
 	if (m->concurrent) {
 		static const char *const h[] = {"config", "in flight", "requests", "p50", "p90", "p99"};
@@ -388,9 +446,11 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 			const struct rpt_cfg *c = &m->cfg[i];
 			if (c->hidden || !c->n || !c->concurrent)
 				continue;
-			double *v = malloc(c->n * sizeof *v);
-			if (!v)
-				return ar_err_set(err, AR_ENOMEM, "out of memory");
+			double *v = tx_malloc(c->n * sizeof *v);
+			if (!v) {
+				tbl_free(&t);
+				goto oom;
+			}
 			for (int b = 0; b < 40; b++) {
 				size_t n = 0;
 				for (size_t k = 0; k < c->n; k++) {
@@ -408,12 +468,13 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 				rpt_fmt_ms(rpt_percentile(v, n, 50), p50, sizeof p50);
 				rpt_fmt_ms(rpt_percentile(v, n, 90), p90, sizeof p90);
 				rpt_fmt_ms(rpt_percentile(v, n, 99), p99, sizeof p99);
-				char *row[] = {cfg_label(c, md), strdup(lab), fmt("%zu", n), strdup(p50), strdup(p90), strdup(p99)};
+				char *row[] = {cfg_label(c, md), tx_strdup(lab), fmt("%zu", n), tx_strdup(p50), tx_strdup(p90), tx_strdup(p99)};
 				tbl_row(&t, row);
 			}
 			free(v);
 		}
-		tbl_print(&t, "Warm TTFT by requests in flight (ms, completed requests)", md, out);
+		if (tbl_print(&t, "Warm TTFT by requests in flight (ms, completed requests)", md, out) < 0)
+			goto oom;
 	}
 	fputs(md ? "Notes:\n\n" : "Notes:\n", out);
 	if (any_sim)
@@ -421,7 +482,7 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 	fprintf(out, "- Tiers: baseline is the shallowest turn; 32k/64k/128k is the turn whose context depth is\n"
 		     "  nearest 32768/65536/131072 tokens within +-25%%, chosen separately for cold and warm\n"
 		     "  requests. '-': no such turn; a class (oom, ...): that turn failed in every repeat.\n");
-	if (t.oom)
-		return ar_err_set(err, AR_ENOMEM, "out of memory");
 	return 0;
+oom:
+	return ar_err_set(err, AR_ENOMEM, "out of memory (the text report is incomplete)");
 }
