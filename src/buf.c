@@ -43,6 +43,9 @@ int buf_reserve(struct buf *b, size_t extra)
 	char *p = realloc(b->data, cap);
 	if (!p)
 		return -1;
+	/* the slack is initialised: PCRE2's JIT reads whole words past a
+	 * subject's end, which must not be uninitialised memory (memcheck) */
+	memset(p + b->cap, 0, cap - b->cap);
 	b->data = p;
 	b->cap = cap;
 	return 0;

@@ -80,6 +80,34 @@ else
   echo "ok   sim_serve (exit $rc, memcheck clean)"
 fi
 
+# importers (a real Claude Code log, a token-only WEKA trace, auto-detection) with redaction
+D="$SRC/tests/data/import"
+vg import_claude_code 0 "$AR" import claude-code "$D/claude-code/yael-peretz_jgive_transcript.jsonl" -o "$work/cc.jsonl"
+vg import_auto_weka 0 "$AR" import auto "$(ls "$D"/weka/*.json | head -1)" -o "$work/w.jsonl"
+printf 'not json\n' > "$work/junk.jsonl"
+vg import_unknown 2 "$AR" import auto "$work/junk.jsonl" -o "$work/j.jsonl"
+
+# a sweep owning sim-serve servers (one runs out of memory), resumed, and db merge
+cat > "$work/sweep.yaml" << EOF
+name: "{model}"
+backends:
+  sim:
+    adapter: openai
+    command: [$AR, sim, serve, --port, "{port}", --profile, "{profile}", --time-scale, "100000", --load-time, "1"]
+    health: /health
+    start_timeout: 20s
+    grace: 3s
+models:
+  - {name: qwen3-32b, profile: "model=qwen3-32b,quant=mlx-8bit,hw=m3-max-64g,engine=mlx-lm"}
+  - {name: gemma-3-27b, profile: "model=gemma-3-27b,quant=mlx-8bit,hw=m3-max-64g,engine=mlx-lm"}
+traces: ["$SRC/traces/examples/gen-codex-32k.jsonl.zst"]
+measure: {repeats: 1, warmup: 0, cold: tiers, until_fail: true, bisect: true}
+EOF
+vg sweep 0 env XDG_CACHE_HOME="$work/cache" "$AR" sweep "$work/sweep.yaml" --db "$work/s1.db" --quiet --shard 1/2
+vg sweep_resume 0 env XDG_CACHE_HOME="$work/cache" "$AR" sweep "$work/sweep.yaml" --db "$work/s1.db" --quiet --shard 1/2 --resume
+vg sweep_shard2 0 env XDG_CACHE_HOME="$work/cache" "$AR" sweep "$work/sweep.yaml" --db "$work/s2.db" --quiet --shard 2/2
+vg db_merge 0 "$AR" db merge "$work/all.db" "$work/s1.db" "$work/s2.db"
+
 # reports of the stores the runs above wrote
 vg report_text 0 "$AR" report "$work/b.db"
 vg report_html 0 "$AR" report "$work/c.db" --format html -o "$work/c.html"
