@@ -63,6 +63,39 @@ def run(url, *args, kind="openai", trace=EXAMPLE, db=None, timeout=120):
     return p.returncode, out, p.stderr
 
 
+PEAK_RSS = {}  # case name -> peak RSS (KiB) of the agentreplay process, when measured
+
+
+def run_peak(name, url, *args, kind="openai", trace=EXAMPLE, timeout=120):
+    """run() that also records the process's peak RSS (VmHWM, polled from /proc
+    until it exits) in PEAK_RSS[name]."""
+    db = os.path.join(work, "t.db")
+    if os.path.exists(db):
+        os.unlink(db)
+    cmd = [AR, "run", trace, "--backend", f"{kind}:{url}", "--db", db, "--json", "--quiet",
+           "--repeats", "1", "--warmup", "0", "--cold", "none"] + list(args)
+    outf, errf = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    p = subprocess.Popen(cmd, stdout=outf, stderr=errf, text=True)
+    hwm = 0
+    t_end = time.time() + timeout
+    while p.poll() is None and time.time() < t_end:
+        try:
+            for line in open(f"/proc/{p.pid}/status"):
+                if line.startswith("VmHWM:"):
+                    hwm = max(hwm, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+    PEAK_RSS[name] = hwm
+    outf.seek(0), errf.seek(0)
+    so, se = outf.read(), errf.read()
+    out = json.loads(so) if so.strip().startswith("{") else None
+    return p.returncode, out, se
+
+
 def reqs(out):
     return sorted(out["configs"][0]["requests"], key=lambda r: (r["repeat"], r["cache"], r["turn"]))
 
@@ -173,6 +206,21 @@ def stream_faults():
     one_fault("garbage", "garbage", "protocol_error")
     r = one_fault("huge event", "huge_event:40", "protocol_error", evidence="larger than")
     r = one_fault("endless", "endless", "protocol_error", evidence="kept streaming")
+    # memory stays bounded whatever the server sends: a 100 MB event line, an endless
+    # stream, an event of invalid UTF-8; compared with a normal run of the same trace
+    s = Server("--ttft-ms", "5", "--itl-ms", "1")
+    rc, out, err = run_peak("baseline", s.url)
+    s.stop()
+    check("baseline for memory", rc == 0, f"rc {rc}: {err}")
+    for name, fault in (("100 MB line", "huge_event@2:100"), ("endless stream", "endless@2"),
+                        ("invalid UTF-8", "invalid_utf8@2")):
+        s = Server("--ttft-ms", "5", "--itl-ms", "0.01", "--fault", fault)
+        rc, out, err = run_peak(name, s.url)
+        s.stop()
+        grew = (PEAK_RSS[name] - PEAK_RSS["baseline"]) / 1024
+        print(f"  peak RSS {name}: {PEAK_RSS[name] / 1024:.1f} MiB (baseline {PEAK_RSS['baseline'] / 1024:.1f} MiB)")
+        check(f"bounded memory: {name}", out is not None and grew < 40,
+              f"peak RSS grew {grew:.1f} MiB over a normal run (rc {rc})")
 
 
 @case
