@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -112,6 +113,29 @@ int lc_find_program(const char *argv0, char *out, size_t n, struct ar_err *err)
 
 pid_t lc_pid(const struct lc_server *s) { return s->pid; }
 
+/* Closing every descriptor from `lo` up in a forked child, except `keep`:
+ * close_range(2) where the kernel has it, else a loop up to the limit
+ * read before the fork (sysconf is not async-signal-safe). */
+static long open_max = 1024;
+
+static void close_from_prepare(void)
+{
+	long m = sysconf(_SC_OPEN_MAX);
+	open_max = m > 0 && m < 65536 ? m : 65536;
+}
+
+static void close_from(int lo, int keep)
+{
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, (unsigned)lo, (unsigned)keep - 1, 0u) == 0 &&
+	    syscall(SYS_close_range, (unsigned)keep + 1, ~0u, 0u) == 0)
+		return;
+#endif
+	for (long fd = lo; fd < open_max; fd++)
+		if (fd != keep)
+			close((int)fd);
+}
+
 int lc_start(struct lc_server **out, const struct lc_spec *spec, struct ar_err *err)
 {
 	*out = NULL;
@@ -172,6 +196,7 @@ int lc_start(struct lc_server **out, const struct lc_spec *spec, struct ar_err *
 		envp[k++] = *a;
 	envp[k] = NULL;
 	pid_t parent = getpid();
+	close_from_prepare();
 	s->t_start = clock_now();
 	pid_t pid = fork();
 	if (pid < 0) {
@@ -202,6 +227,9 @@ int lc_start(struct lc_server **out, const struct lc_spec *spec, struct ar_err *
 		}
 		dup2(logfd, 1);
 		dup2(logfd, 2);
+		/* nothing of ours (the store, traces, sockets to other servers) leaks
+		 * into the server, whatever was opened without O_CLOEXEC */
+		close_from(3, pfd[1]);
 		if (spec->cwd && chdir(spec->cwd) < 0) {
 			int e = errno;
 			(void)!write(pfd[1], &e, sizeof e);
