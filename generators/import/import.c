@@ -137,6 +137,7 @@ void imp_release(struct imp *im)
 	im->sid = NULL;
 }
 
+static void vwarn(struct imp *im, uint64_t line, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 static void vwarn(struct imp *im, uint64_t line, const char *fmt, va_list ap)
 {
 	struct imp_report *r = im->rep;
