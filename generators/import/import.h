@@ -286,7 +286,8 @@ struct importer {
 	const char *name;
 	const char *summary;
 	/* How sure (0..100) that the file is this format, from its name and its
-	 * first bytes (head[0..n), n <= IMP_SNIFF_BYTES, maybe cut mid-line). */
+	 * first bytes (head[0..n), n <= IMP_SNIFF_BYTES, maybe cut mid-line, and
+	 * head[n] == '\0': sniffers may use string functions). */
 	int (*sniff)(const char *path, const char *head, size_t n);
 	/* Converts one input file: emits sessions/turns through im. */
 	int (*convert)(struct imp *im, const char *path, struct ar_err *err);

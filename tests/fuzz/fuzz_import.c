@@ -68,7 +68,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			imp_report_free(&rep);
 		}
-		(*t)->sniff(in, (const char *)data, 0);
+		/* sniffers get the head NUL-terminated, as import_sniff gives it */
+		char *head = malloc(size + 1);
+		if (head) {
+			memcpy(head, data, size);
+			head[size] = '\0';
+			(*t)->sniff(in, head, size);
+			free(head);
+		}
 	}
 	unlink(in);
 	return 0;
