@@ -67,6 +67,8 @@ struct record_stats {
 	int64_t recorded;  /* API calls logged */
 	int64_t turns;     /* trace turns written */
 	int64_t sessions;  /* trace sessions written */
+	int64_t children;  /* ... of them subagent sessions (with a parent) */
+	int64_t rewrites;  /* times the trace file was rewritten whole (interleaved sessions) */
 	int64_t failed;    /* recorded calls without a 2xx answer */
 	int64_t refused;   /* 502: upstream unreachable */
 	int64_t orphans;   /* tool results for unknown calls (became user messages) */
