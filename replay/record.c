@@ -8,7 +8,20 @@
  * it feeds the recording accumulator. When the transfer ends the worker
  * builds the log object, redacts it, and writes the log line and the trace
  * turn under the recorder's lock. Back-pressure: the worker waits while the
- * relay queue holds more than RELAY_HIGH bytes the agent has not taken. */
+ * relay queue holds more than RELAY_HIGH bytes the agent has not taken.
+ *
+ * The trace with interleaved sessions (see record.h "Writing"): FORMAT.md
+ * requires each session's lines to be contiguous and parents first, so the
+ * recorder keeps every session's serialised lines (struct rses) and writes
+ * the file in session-number order, which the router guarantees puts a
+ * parent before its children. The fast path (a turn of the newest session)
+ * appends in place, as a single-conversation agent always does; any other
+ * turn rewrites the file whole via a temporary file and rename(2), so the
+ * file on disk is always a complete valid trace and a child's
+ * spawned_at_turn (a turn its parent had when the child started) is always
+ * below the parent's written turn count. Buffering a session until it goes
+ * idle was rejected: a killed recorder would lose every turn of the open
+ * sessions (a Claude Code main conversation stays open all along). */
 #include "record.h"
 
 #include <arpa/inet.h>
