@@ -8,7 +8,20 @@
  * it feeds the recording accumulator. When the transfer ends the worker
  * builds the log object, redacts it, and writes the log line and the trace
  * turn under the recorder's lock. Back-pressure: the worker waits while the
- * relay queue holds more than RELAY_HIGH bytes the agent has not taken. */
+ * relay queue holds more than RELAY_HIGH bytes the agent has not taken.
+ *
+ * The trace with interleaved sessions (see record.h "Writing"): FORMAT.md
+ * requires each session's lines to be contiguous and parents first, so the
+ * recorder keeps every session's serialised lines (struct rses) and writes
+ * the file in session-number order, which the router guarantees puts a
+ * parent before its children. The fast path (a turn of the newest session)
+ * appends in place, as a single-conversation agent always does; any other
+ * turn rewrites the file whole via a temporary file and rename(2), so the
+ * file on disk is always a complete valid trace and a child's
+ * spawned_at_turn (a turn its parent had when the child started) is always
+ * below the parent's written turn count. Buffering a session until it goes
+ * idle was rejected: a killed recorder would lose every turn of the open
+ * sessions (a Claude Code main conversation stays open all along). */
 #include "record.h"
 
 #include <arpa/inet.h>
@@ -24,8 +37,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "buf.h"
 #include "jsonh.h"
@@ -98,18 +113,26 @@ struct xreq {
 	double t_done_ms;
 };
 
+/* A session of the trace: its lines so far (session line + turns), kept
+ * to rewrite the file when another session's turn lands before its end. */
+struct rses {
+	char id[96];
+	struct buf lines;
+	double t0, last_t;
+};
+
 struct rec {
 	const struct record_opts *o;
 	struct record_stats *st;
 	char upstream[2048];
 	pthread_mutex_t mu; /* the writers, reqdiff, stats, pool */
-	struct trace_writer *tw;
+	FILE *tf;  /* the trace, opened for appending */
+	bool zst;  /* the trace is zstd (name ends in .zst) */
 	FILE *log;
-	struct reqdiff *rd;
-	int64_t turn_i;
-	double ses_t0;
-	double last_t;
-	int64_t n_sessions;
+	struct reqdiff_router *router;
+	struct rses *ses; /* by the router's session number */
+	size_t n_ses, cap_ses;
+	int64_t rewrites;
 	char ses_base[64];
 	CURL *pool[POOL_MAX];
 	size_t n_pool;
@@ -461,18 +484,29 @@ static void io_fail(struct rec *r, const struct ar_err *e)
 	}
 }
 
-static int write_session(struct rec *r, const struct reqdiff_req *req, struct ar_err *err)
+static void ses_name(const struct rec *r, int64_t k, char *out, size_t n)
 {
-	r->n_sessions++;
-	char id[96];
-	if (r->n_sessions == 1)
-		snprintf(id, sizeof id, "%s", r->ses_base);
+	if (k == 0)
+		snprintf(out, n, "%s", r->ses_base);
 	else
-		snprintf(id, sizeof id, "%s-%lld", r->ses_base, (long long)r->n_sessions);
+		snprintf(out, n, "%s-%lld", r->ses_base, (long long)(k + 1));
+}
+
+/* Appends the session line of session k (a new one) to its buffer. */
+static int session_line(struct rec *r, int64_t k, const struct reqdiff_req *req, const struct reqdiff_route *rt,
+			struct ar_err *err)
+{
+	struct rses *rs = &r->ses[k];
 	struct tr_session s = {0};
+	char parent[96];
 	s.format = (char *)TRACE_FORMAT;
-	s.id = id;
+	s.id = rs->id;
 	s.spawned_at_turn = -1;
+	if (rt->parent >= 0) {
+		snprintf(parent, sizeof parent, "%s", r->ses[rt->parent].id);
+		s.parent = parent;
+		s.spawned_at_turn = rt->spawned_at_turn;
+	}
 	s.model = req->model;
 	s.system = req->system;
 	s.tools = req->tools;
@@ -492,16 +526,117 @@ static int write_session(struct rec *r, const struct reqdiff_req *req, struct ar
 	curl_free(host);
 	curl_free(port);
 	curl_url_cleanup(u);
+	int rc = 0;
 	if (!s.source || !cJSON_AddStringToObject(s.source, "kind", "record") ||
-	    !cJSON_AddStringToObject(s.source, "upstream", origin)) {
-		cJSON_Delete(s.source);
-		return ar_err_set(err, AR_ENOMEM, "out of memory");
-	}
-	int rc = trace_writer_session(r->tw, &s, err);
+	    !cJSON_AddStringToObject(s.source, "upstream", origin) || tr_session_write(&s, &rs->lines) < 0 ||
+	    buf_putc(&rs->lines, '\n') < 0)
+		rc = ar_err_set(err, AR_ENOMEM, "out of memory");
 	cJSON_Delete(s.source);
-	if (rc == 0)
-		r->st->sessions++;
 	return rc;
+}
+
+static int trace_io_err(struct rec *r, struct ar_err *err)
+{
+	return ar_err_set(err, AR_EIO, "cannot write '%s': %s", r->o->trace_path, errno ? strerror(errno) : "write error");
+}
+
+/* Writes bytes as stored in the trace: plain, or one zstd frame. */
+static int put_bytes(struct rec *r, FILE *f, const char *p, size_t n, struct ar_err *err)
+{
+	if (!n)
+		return 0;
+	errno = 0;
+	if (!r->zst)
+		return fwrite(p, 1, n, f) == n ? 0 : trace_io_err(r, err);
+	size_t cap = ZSTD_compressBound(n);
+	char *z = malloc(cap);
+	if (!z)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	size_t zn = ZSTD_compress(z, cap, p, n, 3);
+	int rc = 0;
+	if (ZSTD_isError(zn))
+		rc = ar_err_set(err, AR_EIO, "zstd compression failed: %s", ZSTD_getErrorName(zn));
+	else if (fwrite(z, 1, zn, f) != zn)
+		rc = trace_io_err(r, err);
+	free(z);
+	return rc;
+}
+
+/* The whole trace, session after session (parents have lower numbers, so
+ * they come first), into a temporary file renamed over the trace: a killed
+ * recorder leaves the old file or the new one, both valid. */
+static int rewrite_trace(struct rec *r, struct ar_err *err)
+{
+	size_t n = strlen(r->o->trace_path) + 16;
+	char *tmp = malloc(n);
+	if (!tmp)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	snprintf(tmp, n, "%s.tmp.XXXXXX", r->o->trace_path);
+	int fd = mkstemp(tmp);
+	if (fd < 0) {
+		ar_err_set(err, AR_EIO, "cannot create a file beside '%s': %s", r->o->trace_path, strerror(errno));
+		free(tmp);
+		return -1;
+	}
+	fchmod(fd, 0644);
+	FILE *f = fdopen(fd, "wb");
+	int rc = f ? 0 : ar_err_set(err, AR_ENOMEM, "out of memory");
+	if (!f)
+		close(fd);
+	for (size_t k = 0; rc == 0 && k < r->n_ses; k++)
+		rc = put_bytes(r, f, r->ses[k].lines.data, r->ses[k].lines.len, err);
+	errno = 0;
+	if (f && fclose(f) != 0 && rc == 0)
+		rc = trace_io_err(r, err);
+	if (rc == 0 && rename(tmp, r->o->trace_path) != 0)
+		rc = ar_err_set(err, AR_EIO, "cannot rename '%s' to '%s': %s", tmp, r->o->trace_path, strerror(errno));
+	if (rc != 0) {
+		unlink(tmp);
+		free(tmp);
+		return rc;
+	}
+	free(tmp);
+	if (r->tf)
+		fclose(r->tf);
+	if (!(r->tf = fopen(r->o->trace_path, "abe")))
+		return ar_err_set(err, AR_EIO, "cannot open '%s': %s", r->o->trace_path, strerror(errno));
+	r->rewrites++;
+	return 0;
+}
+
+/* Session k got lines (the last `n` bytes of its buffer): the file's last
+ * session is appended to in place; any other means a rewrite. */
+static int persist(struct rec *r, int64_t k, size_t n, struct ar_err *err)
+{
+	if ((size_t)k + 1 != r->n_ses)
+		return rewrite_trace(r, err);
+	struct buf *b = &r->ses[k].lines;
+	if (put_bytes(r, r->tf, b->data + b->len - n, n, err) < 0)
+		return -1;
+	errno = 0;
+	if (fflush(r->tf) != 0)
+		return trace_io_err(r, err);
+	return 0;
+}
+
+static int ses_add(struct rec *r, int64_t k, double t_wall, struct ar_err *err)
+{
+	if ((size_t)k != r->n_ses)
+		return ar_err_set(err, AR_EINTERNAL, "record: session %lld out of order", (long long)k);
+	if (r->n_ses == r->cap_ses) {
+		size_t cap = r->cap_ses ? r->cap_ses * 2 : 16;
+		struct rses *v = realloc(r->ses, cap * sizeof *v);
+		if (!v)
+			return ar_err_set(err, AR_ENOMEM, "out of memory");
+		r->ses = v;
+		r->cap_ses = cap;
+	}
+	struct rses *rs = &r->ses[r->n_ses++];
+	memset(rs, 0, sizeof *rs);
+	buf_init(&rs->lines, 0);
+	ses_name(r, k, rs->id, sizeof rs->id);
+	rs->t0 = t_wall;
+	return 0;
 }
 
 /* Called with r->mu held. Writes the log line and the trace turn. */
@@ -510,10 +645,10 @@ static void record_call(struct rec *r, struct xreq *x, long status)
 	struct ar_err e = {0};
 	cJSON *line = NULL, *request = NULL, *resp = NULL;
 	struct reqdiff_req req = {0};
-	struct reqdiff_turn turn = {0};
+	struct reqdiff_route rt = {.session = -1, .parent = -1, .spawned_at_turn = -1, .turn = -1};
 	struct tr_response *tresp = NULL;
 	cJSON *recorded = NULL;
-	bool parsed = false;
+	bool routed = false;
 
 	request = cJSON_ParseWithLength(x->body.data ? x->body.data : "", x->body.len);
 	resp = acc_response(x, status);
@@ -536,6 +671,24 @@ static void record_call(struct rec *r, struct xreq *x, long status)
 	r->st->recorded++;
 	if (status < 200 || status >= 300)
 		r->st->failed++;
+	/* route first: the log line names the session */
+	if (!request || reqdiff_parse((enum reqdiff_api)x->api, request, &req, &e) < 0) {
+		r->st->unparsed++;
+		note(r, "record: %s %s: not a chat request (%s); logged, not in the trace", x->method, x->uri,
+		     request ? e.msg : "body is not JSON");
+	} else if (reqdiff_log_response((enum reqdiff_api)x->api, resp, ttft, e2e, req.model, &tresp, &recorded, &e) < 0 ||
+		   reqdiff_router_next(r->router, &req, &rt, &e) < 0) {
+		note(r, "record: call not in the trace: %s", e.msg);
+	} else if (rt.diff.empty) {
+		note(r, "record: empty request (no system prompt, no messages): not in the trace");
+	} else {
+		r->st->dropped += req.dropped;
+		routed = true;
+		if (rt.diff.new_session && ses_add(r, rt.session, x->t_wall, &e) < 0) {
+			io_fail(r, &e);
+			goto out;
+		}
+	}
 	if (r->log) {
 		line = cJSON_CreateObject();
 		cJSON_AddNumberToObject(line, "v", 1);
@@ -554,6 +707,13 @@ static void record_call(struct rec *r, struct xreq *x, long status)
 			cJSON_AddNumberToObject(line, "e2e_ms", round(e2e * 1000) / 1000);
 		else
 			cJSON_AddNullToObject(line, "e2e_ms");
+		if (routed) {
+			cJSON_AddStringToObject(line, "session", r->ses[rt.session].id);
+			if (rt.parent >= 0) {
+				cJSON_AddStringToObject(line, "parent", r->ses[rt.parent].id);
+				cJSON_AddNumberToObject(line, "spawned_at_turn", (double)rt.spawned_at_turn);
+			}
+		}
 		struct buf b = BUF_INIT;
 		if (jsonh_put(&b, line) < 0 || buf_putc(&b, '\n') < 0 || fwrite(b.data, 1, b.len, r->log) != b.len ||
 		    fflush(r->log) != 0) {
@@ -564,58 +724,47 @@ static void record_call(struct rec *r, struct xreq *x, long status)
 		}
 		buf_free(&b);
 	}
-	if (!request || reqdiff_parse((enum reqdiff_api)x->api, request, &req, &e) < 0) {
-		r->st->unparsed++;
-		note(r, "record: %s %s: not a chat request (%s); logged, not in the trace", x->method, x->uri,
-		     request ? e.msg : "body is not JSON");
+	if (!routed)
 		goto out;
-	}
-	parsed = true;
-	r->st->dropped += req.dropped;
-	if (reqdiff_log_response((enum reqdiff_api)x->api, resp, ttft, e2e, req.model, &tresp, &recorded, &e) < 0 ||
-	    reqdiff_next(r->rd, &req, &turn, &e) < 0) {
-		note(r, "record: call not in the trace: %s", e.msg);
-		goto out;
-	}
-	if (turn.empty) {
-		note(r, "record: empty request (no system prompt, no messages): not in the trace");
-		goto out;
-	}
-	if (turn.new_session) {
-		if (write_session(r, &req, &e) < 0) {
-			io_fail(r, &e);
-			goto out;
-		}
-		r->turn_i = 0;
-		r->ses_t0 = x->t_wall;
-		r->last_t = 0;
-	}
-	double t = x->t_wall - r->ses_t0;
-	if (t < r->last_t)
-		t = r->last_t; /* completion order may differ from arrival order */
-	t = round(t * 1000) / 1000;
-	r->last_t = t;
-	r->st->orphans += turn.orphans;
-	struct tr_turn tt = {.i = r->turn_i, .t = t, .has_t = true, .keep = turn.keep, .append = turn.append,
-			     .n_append = turn.n_append, .response = tresp, .recorded = recorded};
-	if (trace_writer_turn(r->tw, &tt, &e) < 0 || trace_writer_flush(r->tw, &e) < 0) {
+	struct rses *rs = &r->ses[rt.session];
+	size_t before = rs->lines.len;
+	if (rt.diff.new_session && session_line(r, rt.session, &req, &rt, &e) < 0) {
 		io_fail(r, &e);
 		goto out;
 	}
-	if (reqdiff_answer(r->rd, tresp, &e) < 0)
+	double t = x->t_wall - rs->t0;
+	if (t < rs->last_t)
+		t = rs->last_t; /* completion order may differ from arrival order */
+	t = round(t * 1000) / 1000;
+	rs->last_t = t;
+	r->st->orphans += rt.diff.orphans;
+	struct tr_turn tt = {.i = rt.turn, .t = t, .has_t = true, .keep = rt.diff.keep, .append = rt.diff.append,
+			     .n_append = rt.diff.n_append, .response = tresp, .recorded = recorded};
+	if (tr_turn_write(&tt, &rs->lines) < 0 || buf_putc(&rs->lines, '\n') < 0) {
+		ar_err_set(&e, AR_ENOMEM, "out of memory serialising a turn");
+		io_fail(r, &e);
+		goto out;
+	}
+	if (persist(r, rt.session, rs->lines.len - before, &e) < 0) {
+		io_fail(r, &e);
+		goto out;
+	}
+	if (rt.diff.new_session)
+		r->st->sessions++;
+	if (rt.parent >= 0)
+		r->st->children++;
+	if (reqdiff_router_answer(r->router, rt.session, tresp, &e) < 0)
 		goto out;
 	r->st->turns++;
-	note(r, "turn %lld: %s %ld, keep %lld, +%zu messages, %lld secrets redacted%s", (long long)r->turn_i,
-	     reqdiff_api_name((enum reqdiff_api)x->api), status, (long long)turn.keep, turn.n_append, (long long)hits,
-	     turn.new_session ? " (new session)" : "");
-	r->turn_i++;
+	note(r, "%s turn %lld: %s %ld, keep %lld, +%zu messages, %lld secrets redacted%s", rs->id, (long long)rt.turn,
+	     reqdiff_api_name((enum reqdiff_api)x->api), status, (long long)rt.diff.keep, rt.diff.n_append,
+	     (long long)hits, !rt.diff.new_session ? "" : rt.parent >= 0 ? " (new subagent session)" : " (new session)");
 out:
-	(void)parsed;
 	cJSON_Delete(line);
 	cJSON_Delete(request);
 	cJSON_Delete(resp);
 	reqdiff_req_clear(&req);
-	reqdiff_turn_clear(&turn);
+	reqdiff_route_clear(&rt);
 	tr_response_free(tresp);
 	cJSON_Delete(recorded);
 }
@@ -1077,10 +1226,16 @@ int record_run(const struct record_opts *o, struct record_stats *st, struct ar_e
 		ar_err_set(err, AR_EIO, "cannot open the request log '%s': %s", o->log_path, strerror(errno));
 		goto out;
 	}
-	if (reqdiff_new(&r->rd, err) < 0)
+	if (reqdiff_router_new(&r->router, 0, err) < 0)
 		goto out;
-	if (trace_writer_open(&r->tw, o->trace_path, TRACE_WRITER_DIRECT, err) < 0)
+	{
+		size_t pl = strlen(o->trace_path);
+		r->zst = pl >= 4 && !strcmp(o->trace_path + pl - 4, ".zst");
+	}
+	if (!(r->tf = fopen(o->trace_path, "wbe"))) {
+		ar_err_set(err, AR_EIO, "cannot create '%s': %s", o->trace_path, strerror(errno));
 		goto out;
+	}
 	time_t now = time(NULL);
 	struct tm tm;
 	gmtime_r(&now, &tm);
@@ -1125,20 +1280,23 @@ out:
 		r->closing = 1;
 		MHD_stop_daemon(d);
 	}
-	if (r->tw) {
-		struct ar_err e2;
-		if (trace_writer_commit(r->tw, &e2) < 0 && rc == 0) {
-			*err = e2;
-			rc = -1;
-		}
+	if (r->tf) {
+		errno = 0;
+		if (fclose(r->tf) != 0 && rc == 0)
+			rc = ar_err_set(err, AR_EIO, "cannot write '%s': %s", o->trace_path,
+					errno ? strerror(errno) : "write error");
 		if (st->sessions == 0)
 			unlink(o->trace_path); /* an empty file is not a trace */
 	}
+	st->rewrites = r->rewrites;
 	if (r->log && fclose(r->log) != 0 && rc == 0)
 		rc = ar_err_set(err, AR_EIO, "cannot write the request log '%s': %s", o->log_path, strerror(errno));
 	for (size_t i = 0; i < r->n_pool; i++)
 		curl_easy_cleanup(r->pool[i]);
-	reqdiff_free(r->rd);
+	reqdiff_router_free(r->router);
+	for (size_t k = 0; k < r->n_ses; k++)
+		buf_free(&r->ses[k].lines);
+	free(r->ses);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
 	return rc;

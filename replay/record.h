@@ -24,15 +24,33 @@
  *     the upstream's last byte; status 502 when the upstream could not be
  *     reached, 499 when the agent hung up first);
  *   - one turn of the trace (agentreplay-trace/1), derived from that same
- *     log object through reqdiff (src/reqdiff.h): new sessions when the
- *     system prompt or tools change, keep + append, response, recorded
- *     usage and timings. The trace is written in place and flushed per
- *     turn, so a killed recorder leaves a valid file.
+ *     log object through the reqdiff router (src/reqdiff.h): each call goes
+ *     to the conversation whose history it extends, so an agent's parallel
+ *     conversations (Task subagents beside the main conversation, parallel
+ *     calls) stay separate sessions, and a conversation that starts while
+ *     another awaits a (subagent) tool result is its child (`parent`,
+ *     `spawned_at_turn`); new sessions also when the system prompt or tools
+ *     change; keep + append, response, recorded usage and timings. The log
+ *     line carries "session" (the trace session id) and, on a child's first
+ *     call, "parent" and "spawned_at_turn", so `import openai-log` rebuilds
+ *     the same sessions.
+ *   Writing (FORMAT.md §3: a session's lines are contiguous, parents come
+ *   before children): sessions are in the file in creation order (a parent
+ *   is created before its children, and a child's spawned_at_turn is a turn
+ *   the parent already has). A turn of the last session in the file is
+ *   appended in place and flushed (a zstd frame per turn for .zst); a turn
+ *   of any other session makes the recorder rewrite the whole trace from
+ *   the sessions' lines it keeps in memory, into a temporary file renamed
+ *   over the trace. Either way every turn is in the file as soon as it is
+ *   recorded, and a killed recorder leaves a valid file (the old one or
+ *   the new one). Cost: memory and, for interleaved turns, I/O of the size
+ *   of the trace (deltas, not prompts) per turn.
  * Both are redacted (src/redact.h) unless redact is NULL.
  *
  * An upstream that cannot be reached gets the agent a 502 with a JSON error
  * body; the proxy keeps serving. Requests are recorded in the order their
- * answers complete. A run that recorded nothing removes the (empty) trace
+ * answers complete (one conversation's calls are sequential, so its order is
+ * kept). A run that recorded nothing removes the (empty) trace
  * file. The agent sees the end of each answer only once its record is
  * written, so every call the agent saw complete is in the files even when
  * the recorder is killed right after.
@@ -67,6 +85,8 @@ struct record_stats {
 	int64_t recorded;  /* API calls logged */
 	int64_t turns;     /* trace turns written */
 	int64_t sessions;  /* trace sessions written */
+	int64_t children;  /* ... of them subagent sessions (with a parent) */
+	int64_t rewrites;  /* times the trace file was rewritten whole (interleaved sessions) */
 	int64_t failed;    /* recorded calls without a 2xx answer */
 	int64_t refused;   /* 502: upstream unreachable */
 	int64_t orphans;   /* tool results for unknown calls (became user messages) */

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 #include "jsonh.h"
@@ -588,6 +589,184 @@ int reqdiff_answer(struct reqdiff *d, const struct tr_response *resp, struct ar_
 		if (strset_add(&d->issued, resp->calls[k].id) < 0)
 			return ar_err_set(err, AR_ENOMEM, "out of memory");
 	return 0;
+}
+
+/* ---- the router -------------------------------------------------------------- */
+
+struct rconv {
+	struct reqdiff *d; /* NULL: closed */
+	int64_t turns;     /* turns routed to it */
+	uint64_t used;     /* recency: the router's clock at its last request or answer */
+	bool awaiting;     /* its last response issued tool calls */
+	bool spawner;      /* ... one of them a subagent tool */
+};
+
+struct reqdiff_router {
+	struct rconv *c;
+	size_t n, cap;
+	size_t open, max_open;
+	uint64_t clock;
+};
+
+void reqdiff_route_clear(struct reqdiff_route *r)
+{
+	if (!r)
+		return;
+	reqdiff_turn_clear(&r->diff);
+	r->session = r->parent = r->spawned_at_turn = r->turn = -1;
+}
+
+int reqdiff_router_new(struct reqdiff_router **out, size_t max_open, struct ar_err *err)
+{
+	*out = calloc(1, sizeof **out);
+	if (!*out)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	(*out)->max_open = max_open ? max_open : 256;
+	return 0;
+}
+
+void reqdiff_router_free(struct reqdiff_router *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		reqdiff_free(r->c[i].d);
+	free(r->c);
+	free(r);
+}
+
+int64_t reqdiff_router_sessions(const struct reqdiff_router *r)
+{
+	return (int64_t)r->n;
+}
+
+bool reqdiff_is_subagent_tool(const char *name)
+{
+	static const char *const names[] = {"task", "agent", "spawn_agent", "dispatch_agent", "subagent",
+					    "run_subagent", "spawn_subagent", "delegate", "delegate_task", "new_task"};
+	if (!name)
+		return false;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (!strcasecmp(name, names[i]))
+			return true;
+	return false;
+}
+
+/* Leading messages of the request equal to d's history. */
+static size_t common_prefix(const struct reqdiff *d, const struct reqdiff_req *req)
+{
+	size_t p = 0;
+	while (p < d->n && p < req->n_msgs && msg_eq(&d->hist[p], &req->msgs[p]))
+		p++;
+	return p;
+}
+
+static bool better(const struct rconv *a, size_t pa, const struct rconv *best, size_t pbest)
+{
+	return !best || pa > pbest || (pa == pbest && a->used > best->used);
+}
+
+int reqdiff_router_next(struct reqdiff_router *r, const struct reqdiff_req *req, struct reqdiff_route *out,
+			struct ar_err *err)
+{
+	memset(out, 0, sizeof *out);
+	out->session = out->parent = out->spawned_at_turn = out->turn = -1;
+	out->diff.keep = -1;
+	const char *sys = req->system && *req->system ? req->system : NULL;
+	if (!sys && req->n_msgs == 0) {
+		out->diff.empty = true;
+		return 0;
+	}
+	char *tk = tools_key(req->tools);
+	if (req->tools && !tk)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	struct rconv *ext = NULL, *rew = NULL, *spawner = NULL, *idle = NULL, *waiter = NULL;
+	size_t pext = 0, prew = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		struct rconv *c = &r->c[i];
+		if (!c->d)
+			continue;
+		if (c->spawner && (!spawner || c->used > spawner->used))
+			spawner = c;
+		if (c->awaiting && (!waiter || c->used > waiter->used))
+			waiter = c;
+		if (!str_eq(c->d->system, sys) || !str_eq(c->d->tools, tk))
+			continue;
+		size_t p = common_prefix(c->d, req);
+		if (c->d->n > 0 && p == c->d->n && better(c, p, ext, pext)) {
+			ext = c;
+			pext = p;
+		} else if (p > 0 && better(c, p, rew, prew)) {
+			rew = c;
+			prew = p;
+		}
+		if (!c->awaiting && (!idle || c->used > idle->used))
+			idle = c;
+	}
+	free(tk);
+	struct rconv *to = ext ? ext : rew ? rew : spawner ? NULL : idle;
+	struct rconv *parent = NULL;
+	if (!to)
+		parent = spawner ? spawner : waiter;
+	if (!to) {
+		/* a new session: close the least recently used one if full */
+		if (r->open >= r->max_open) {
+			struct rconv *lru = NULL;
+			for (size_t i = 0; i < r->n; i++)
+				if (r->c[i].d && (!lru || r->c[i].used < lru->used))
+					lru = &r->c[i];
+			if (lru == parent)
+				parent = NULL; /* cannot happen with max_open >= 1 and an older one; be safe */
+			if (lru) {
+				reqdiff_free(lru->d);
+				lru->d = NULL;
+				r->open--;
+			}
+		}
+		if (r->n == r->cap) {
+			size_t cap = r->cap ? r->cap * 2 : 16;
+			size_t pi = parent ? (size_t)(parent - r->c) : 0;
+			struct rconv *v = realloc(r->c, cap * sizeof *v);
+			if (!v)
+				return ar_err_set(err, AR_ENOMEM, "out of memory");
+			r->c = v;
+			r->cap = cap;
+			if (parent)
+				parent = &r->c[pi];
+		}
+		to = &r->c[r->n];
+		memset(to, 0, sizeof *to);
+		if (reqdiff_new(&to->d, err) < 0)
+			return -1;
+		r->n++;
+		r->open++;
+		if (parent && parent->turns > 0) {
+			out->parent = (int64_t)(parent - r->c);
+			out->spawned_at_turn = parent->turns - 1;
+		}
+	}
+	if (reqdiff_next(to->d, req, &out->diff, err) < 0)
+		return -1;
+	out->session = (int64_t)(to - r->c);
+	out->turn = to->turns++;
+	to->used = ++r->clock;
+	to->awaiting = to->spawner = false; /* it sent what it awaited */
+	return 0;
+}
+
+int reqdiff_router_answer(struct reqdiff_router *r, int64_t session, const struct tr_response *resp,
+			  struct ar_err *err)
+{
+	if (session < 0 || (size_t)session >= r->n || !r->c[session].d)
+		return 0;
+	struct rconv *c = &r->c[session];
+	c->used = ++r->clock;
+	c->awaiting = resp && resp->n_calls > 0;
+	c->spawner = false;
+	for (size_t k = 0; resp && k < resp->n_calls; k++)
+		if (reqdiff_is_subagent_tool(resp->calls[k].name))
+			c->spawner = true;
+	return reqdiff_answer(c->d, resp, err);
 }
 
 /* ---- the request log's response -------------------------------------------- */

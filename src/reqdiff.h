@@ -95,6 +95,74 @@ int reqdiff_answer(struct reqdiff *d, const struct tr_response *resp, struct ar_
 /* Number of messages in the history after the last reqdiff_next. */
 size_t reqdiff_history_len(const struct reqdiff *d);
 
+/* ---- the router: interleaved conversations ------------------------------
+ *
+ * One agent may run several conversations at once (Claude Code's Task
+ * subagents beside the main conversation, Codex's parallel calls), so the
+ * requests of one recording interleave. The router keeps one history per
+ * conversation (a reqdiff each) and assigns every request to one of them:
+ *
+ *  1. extension: among the open conversations with the request's system
+ *     prompt and tool set whose whole history (previous messages + previous
+ *     response) is a prefix of the request's messages, the one with the
+ *     longest history (ties: the most recently used). An empty history
+ *     never extends anything.
+ *  2. rewrite: else the conversation of that system prompt and tool set that
+ *     shares the most leading messages (at least one) with the request; the
+ *     turn gets `keep` (an edited or shortened history).
+ *  3. else the request shares nothing with any history of its kind:
+ *     a. a child of the conversation, of any system prompt, whose last
+ *        response issued a subagent call (a tool named Task, task, agent,
+ *        spawn_agent, dispatch_agent, subagent, ..., any case), most recent;
+ *     b. else `keep:0` on the most recent conversation of its system prompt
+ *        and tool set that awaits no tool result (a compaction, a /clear);
+ *     c. else a child of the most recent conversation whose last response
+ *        issued tool calls (it awaits their results while this runs);
+ *     d. else a new top-level conversation.
+ * A child session gets `parent` and `spawned_at_turn` = the parent's last
+ * turn (the one whose response issued the call), FORMAT.md §4.4.
+ *
+ * Sessions are numbered 0, 1, 2, ... in creation order; a parent always has
+ * a lower number than its children. At most max_open conversations stay
+ * matchable; beyond that the least recently used one is closed (its history
+ * freed; a later request that would have extended it starts a session). The
+ * router is deterministic: the same requests and answers in the same order
+ * give the same sessions, so an importer of the request log rebuilds what
+ * the recorder wrote. */
+
+struct reqdiff_route {
+	int64_t session;         /* the session's number */
+	int64_t parent;          /* a new child session: its parent's number; else -1 */
+	int64_t spawned_at_turn; /* with parent: the parent's turn; else -1 */
+	int64_t turn;            /* this turn's index i within its session */
+	struct reqdiff_turn diff; /* diff.new_session: session is new; keep, append, ... */
+};
+void reqdiff_route_clear(struct reqdiff_route *r);
+
+struct reqdiff_router;
+
+/* max_open 0 = 256. */
+int reqdiff_router_new(struct reqdiff_router **out, size_t max_open, struct ar_err *err);
+void reqdiff_router_free(struct reqdiff_router *r);
+
+/* Routes the next request (see above). An empty request (diff.empty)
+ * changes nothing and belongs to no session (session -1). -1 with err (out
+ * of memory). */
+int reqdiff_router_next(struct reqdiff_router *r, const struct reqdiff_req *req, struct reqdiff_route *out,
+			struct ar_err *err);
+
+/* The answer to a request routed to `session` (NULL = it failed). Call it
+ * once per routed request, in any order relative to other sessions' calls.
+ * A closed or unknown session is ignored. -1 with err (out of memory). */
+int reqdiff_router_answer(struct reqdiff_router *r, int64_t session, const struct tr_response *resp,
+			  struct ar_err *err);
+
+/* Number of sessions created so far (open or closed). */
+int64_t reqdiff_router_sessions(const struct reqdiff_router *r);
+
+/* True when a tool of that name starts a subagent (Task, agent, spawn_agent, ...). */
+bool reqdiff_is_subagent_tool(const char *name);
+
 /* The request log's `response` object -> the trace's response and recorded
  * figures. `resp` is {"status":int,"content":str|null,"tool_calls":[OpenAI
  * wire tool calls]|null,"reasoning_chars":int|null,"usage":{...}|null};

@@ -200,9 +200,10 @@ static int record_main(int argc, char **argv)
 	if (c.started && (!c.quiet || rc < 0)) {
 		fprintf(stderr,
 			"agentreplay record: %lld requests, %lld API calls recorded (%lld failed, %lld upstream "
-			"unreachable), %lld turns in %lld sessions -> %s\n",
+			"unreachable), %lld turns in %lld sessions (%lld subagents) -> %s\n",
 			(long long)st.requests, (long long)st.recorded, (long long)st.failed, (long long)st.refused,
-			(long long)st.turns, (long long)st.sessions, st.sessions ? c.out : "nothing recorded, no trace written");
+			(long long)st.turns, (long long)st.sessions, (long long)st.children,
+			st.sessions ? c.out : "nothing recorded, no trace written");
 		if (st.unparsed || st.orphans || st.dropped)
 			fprintf(stderr, "  %lld bodies not chat requests (logged only), %lld tool results for unknown calls "
 					"(kept as user messages), %lld parts without a trace form (images, thinking, server "

@@ -11,7 +11,11 @@ second pass goes through the recorder to `agentreplay sim serve`. Asserts:
   - the trace validates, and replaying it (`agentreplay run --backend openai:...` against a
     capturing server) sends exactly the prompts the agent sent (nonce aside);
   - an unreachable upstream gets a 502 JSON error and the recorder serves the next request;
-  - SIGKILL leaves a valid trace; SIGINT exits 130 and SIGTERM 0 with a valid trace.
+  - SIGKILL leaves a valid trace; SIGINT exits 130 and SIGTERM 0 with a valid trace;
+  - a main conversation and two concurrent subagent conversations (threads, interleaved) become
+    3 sessions: the parent first, 2 children with parent and spawned_at_turn; each session
+    materialises exactly the prompts its conversation sent; the log names each call's session;
+    SIGKILL while the children run leaves a valid trace.
 Usage: test_record.py AGENTREPLAY            (~5 s)
 """
 import http.client
@@ -55,6 +59,7 @@ class Upstream(socketserver.ThreadingMixIn, http.server.HTTPServer):
         super().__init__(addr, Handler)
         self.log = []  # (path, headers, body bytes, response bytes)
         self.capture = capture
+        self.answerer = None  # (path, req, k) -> (text, calls); None = answer()
 
 
 def sse_openai(text, calls, usage):
@@ -129,7 +134,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         req = json.loads(raw)
         k = len(self.server.log)
         anthropic = self.path.startswith("/v1/messages")
-        text, calls = answer(self.path, req, k)
+        text, calls = (self.server.answerer or answer)(self.path, req, k)
         if self.server.capture:
             text, calls = "ok", []
         stream = bool(req.get("stream"))
@@ -303,6 +308,131 @@ def anthropic_agent(port):
         else:
             msgs.append({"role": "user", "content": "Thanks, now step %d." % step})
     return sent
+
+
+# ---- concurrent subagents: a main conversation and two subagents, interleaved ----------------
+MAIN_SYS = "You are the main agent. Delegate with Task."
+SUB_SYS = "You are a subagent. Use bash, then report."
+MAIN_TOOLS = [{"type": "function", "function": {"name": "Task", "parameters": {"type": "object"}}},
+              {"type": "function", "function": {"name": "bash", "parameters": {"type": "object"}}}]
+SUB_TOOLS = [{"type": "function", "function": {"name": "bash", "parameters": {"type": "object"}}}]
+SUB_TURNS = 4
+
+
+def answer_multi(path, req, k):
+    """The scripted model of the subagent test: decides from the conversation alone."""
+    msgs = req["messages"]
+    if msgs[0]["content"] == MAIN_SYS:
+        if msgs[-1]["role"] == "user" and len(msgs) == 2:
+            return "", [("task_a", "Task", json.dumps({"prompt": "review ring.c"})),
+                        ("task_b", "Task", json.dumps({"prompt": "callers of ring_push"}))]
+        return "Main answer after %d messages." % len(msgs), []
+    name = msgs[1]["content"]
+    a = sum(1 for m in msgs if m["role"] == "assistant")
+    if a < SUB_TURNS - 1:
+        return "", [("sub_%s_%d" % (name[:6].replace(" ", "_"), a), "bash", json.dumps({"command": "grep -n %d" % a}))]
+    return "Report on %s." % name, []
+
+
+def chat(port, msgs, tools, stream):
+    st, _, raw, _ = post(port, "/v1/chat/completions", {"model": "m", "messages": msgs, "tools": tools, "stream": stream,
+                                                        "stream_options": {"include_usage": True}} if stream else
+                         {"model": "m", "messages": msgs, "tools": tools})
+    if st != 200:
+        raise RuntimeError("status %d" % st)
+    if not stream:
+        m = json.loads(raw)["choices"][0]["message"]
+        return m.get("content") or "", [(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in m.get("tool_calls") or []]
+    text, calls = "", {}
+    for l in raw.decode().split("\n"):
+        if not l.startswith("data: {"):
+            continue
+        ch = json.loads(l[6:])["choices"]
+        d = ch[0].get("delta", {}) if ch else {}
+        text += d.get("content") or ""
+        for tc in d.get("tool_calls") or []:
+            c = calls.setdefault(tc["index"], ["", "", ""])
+            c[0] = tc.get("id") or c[0]
+            c[1] = tc["function"].get("name") or c[1]
+            c[2] += tc["function"].get("arguments") or ""
+    return text, [tuple(calls[i]) for i in sorted(calls)]
+
+
+def asst(text, calls):
+    m = {"role": "assistant", "content": text or None}
+    if calls:
+        m["tool_calls"] = [{"id": c, "type": "function", "function": {"name": n, "arguments": a}} for c, n, a in calls]
+    return m
+
+
+def subagent(port, task, turns, sent, gate):
+    """One subagent conversation: its requests go to sent[task] (in order)."""
+    msgs = [{"role": "system", "content": SUB_SYS}, {"role": "user", "content": task}]
+    for k in range(turns):
+        gate(k)
+        sent.setdefault(task, []).append(json.loads(json.dumps(msgs)))
+        text, calls = chat(port, msgs, SUB_TOOLS, stream=k % 2 == 0)
+        msgs.append(asst(text, calls))
+        if not calls:
+            return text
+        msgs += [{"role": "tool", "tool_call_id": c, "content": "out of %s" % c} for c, _, _ in calls]
+    return None
+
+
+def run_multi(port, sub_turns, finish=True):
+    """Main turn 0 issues two Task calls; two subagent threads run interleaved (a barrier per
+    turn makes both send their k-th request before either sends its k+1-th); then main goes on
+    with their reports. Returns {conversation: [messages of each request]}."""
+    sent = {}
+    main = [{"role": "system", "content": MAIN_SYS}, {"role": "user", "content": "Review ring.c and find its callers."}]
+    sent["main"] = [json.loads(json.dumps(main))]
+    text, calls = chat(port, main, MAIN_TOOLS, stream=True)
+    main.append(asst(text, calls))
+    bar = threading.Barrier(2)
+    reports = {}
+
+    def gate(k):
+        bar.wait(timeout=10)
+
+    def one(task):
+        reports[task] = subagent(port, task, sub_turns, sent, gate)
+
+    ths = [threading.Thread(target=one, args=(json.loads(a)["prompt"],)) for _, _, a in calls]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    if not finish:
+        return sent
+    main += [{"role": "tool", "tool_call_id": c, "content": reports[json.loads(a)["prompt"]]} for c, _, a in calls]
+    for k in range(2):
+        sent["main"].append(json.loads(json.dumps(main)))
+        text, calls = chat(port, main, MAIN_TOOLS, stream=k == 0)
+        main += [asst(text, calls), {"role": "user", "content": "And then step %d?" % k}]
+    return sent
+
+
+def materialise(path):
+    """FORMAT.md section 7 in Python: {session id: (session line, [normalised prompts])}."""
+    out, cur = {}, None
+    for l in open(path):
+        o = json.loads(l)
+        if o["type"] == "session":
+            cur = o["id"]
+            out[cur] = (o, [], [], [None])
+            continue
+        ses, prompts, hist, prev = out[cur]
+        if o["i"] > 0 and prev[0] is not None:
+            r = prev[0]
+            hist.append(("assistant", r.get("content") or "", [(c["id"], c["name"], c["arguments"]) for c in r.get("tool_calls") or []], None))
+        if "keep" in o:
+            del hist[o["keep"]:]
+        for m in o["append"]:
+            hist.append((m["role"], m.get("content") or "", [(c["id"], c["name"], c["arguments"]) for c in m.get("tool_calls") or []],
+                         m.get("tool_call_id")))
+        prompts.append((ses.get("system"), list(hist)))
+        prev[0] = o.get("response")
+    return out
 
 
 # ---- normalisation (the trace's message model, as reqdiff.h documents it) ----------------------
@@ -485,6 +615,63 @@ try:
     good, msg = validate(os.path.join(work, "killed.jsonl"))
     n = sum(1 for l in open(os.path.join(work, "killed.jsonl")) if '"type":"turn"' in l)
     ok(good and n == 3, "SIGKILL: the trace is valid with its 3 turns: " + msg.strip())
+
+    # ---- 5b. concurrent subagents: one parent and two interleaved children ------------------
+    mup = serve()
+    mup.answerer = answer_multi
+    rec, port = start_recorder("http://127.0.0.1:%d" % mup.server_address[1], "multi")
+    sent = run_multi(port, SUB_TURNS)
+    rc = stop(rec, signal.SIGTERM)
+    path = os.path.join(work, "multi.jsonl")
+    good, msg = validate(path)
+    ok(rc == 0 and good, "subagents: the trace validates (%s) %s" % (rc, msg.strip()))
+    mat = materialise(path)
+    ses = {k: v[0] for k, v in mat.items()}
+    roots = [k for k, v in ses.items() if "parent" not in v]
+    kids = [k for k, v in ses.items() if "parent" in v]
+    ok(len(ses) == 3 and len(roots) == 1 and len(kids) == 2, "subagents: 3 sessions, 1 parent, 2 children (%s)" % list(ses))
+    ok(all(ses[k]["parent"] == roots[0] and ses[k]["spawned_at_turn"] == 0 for k in kids),
+       "subagents: children name the parent and spawned_at_turn 0")
+    order = [json.loads(l)["id"] for l in open(path) if '"type":"session"' in l]
+    ok(order[0] == roots[0], "subagents: the parent comes first in the file")
+    # which session is which conversation: by the first user message
+    by_first = {v[0]["system"] + "|" + v[1][0][1][0][1]: k for k, v in mat.items()}
+    good = True
+    for conv, reqs in sent.items():
+        first = [m for m in reqs[0] if m["role"] == "user"][0]["content"]
+        sid = by_first.get(reqs[0][0]["content"] + "|" + first)
+        want = [norm_openai({"messages": r}) for r in reqs]
+        got = mat[sid][1] if sid else None
+        if got != want:
+            good = False
+            print("  %s: %d prompts sent, %s materialised" % (conv, len(want), len(got) if got else None))
+    ok(good and sum(len(v) for v in sent.values()) == 3 + 2 * SUB_TURNS,
+       "subagents: each session materialises exactly the prompts its conversation sent")
+    log = [json.loads(l) for l in open(os.path.join(work, "multi.log"))]
+    ok(len(log) == 3 + 2 * SUB_TURNS and len({e["session"] for e in log}) == 3
+       and all(e.get("parent") == roots[0] and e.get("spawned_at_turn") == 0 for e in log
+               if e["session"] in kids and e["request"]["messages"][-1]["role"] == "user"),
+       "subagents: the log names each call's session (and a child's parent on its first call)")
+    # interleaved for real: a child's turns are not all together in the log
+    seq = [e["session"] for e in log]
+    ok(any(seq[i] != seq[i + 1] and seq[i] in kids and seq[i + 1] in kids for i in range(len(seq) - 1)),
+       "subagents: the children's calls interleaved (%s)" % [s_[-2:] for s_ in seq])
+    err = open(os.path.join(work, "multi.err")).read()
+    ok("3 sessions (2 subagents)" in err, "subagents: the summary counts them: " + "".join(l for l in err.splitlines() if "sessions" in l)[:200])
+
+    # SIGKILL while the children run (the parent awaits their results): a valid trace
+    rec, port = start_recorder("http://127.0.0.1:%d" % mup.server_address[1], "multikill")
+    run_multi(port, 2, finish=False)
+    rec.kill()
+    rec.wait()
+    path = os.path.join(work, "multikill.jsonl")
+    good, msg = validate(path)
+    mat = materialise(path)
+    ok(good and sorted(len(v[1]) for v in mat.values()) == [1, 2, 2]
+       and sum(1 for v in mat.values() if v[0].get("parent")) == 2,
+       "subagents: SIGKILL mid-way leaves a valid trace with every answered turn (%s) %s"
+       % (sorted(len(v[1]) for v in mat.values()), msg.strip()))
+    ok(not [f for f in os.listdir(work) if ".tmp." in f], "subagents: no temporary file left by the rewrites")
 
     # ---- 5. through the recorder to `agentreplay sim serve` ------------------------------------
     pf = os.path.join(work, "sim.port")

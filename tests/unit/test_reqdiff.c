@@ -297,6 +297,164 @@ static void test_bad_requests(void **state)
 	assert_int_equal(reqdiff_api_parse("nope", &a), -1);
 }
 
+/* ---- the router ----------------------------------------------------------- */
+
+struct rstep {
+	const char *body;     /* OpenAI chat request */
+	const char *response; /* the request log's response object */
+	long session, parent, spawned_at_turn, keep;
+};
+
+#define RMAX 8
+
+/* Routes the steps; per session, steps the turns through convo and checks
+ * each materialised history against the request (what the trace replays). */
+static void route(const struct rstep *steps, size_t n, size_t max_open)
+{
+	struct reqdiff_router *r;
+	struct ar_err e;
+	assert_int_equal(reqdiff_router_new(&r, max_open, &e), 0);
+	struct convo cv[RMAX];
+	struct tr_session ses[RMAX];
+	memset(ses, 0, sizeof ses);
+	for (size_t s = 0; s < n; s++) {
+		cJSON *body = cJSON_Parse(steps[s].body);
+		assert_non_null(body);
+		struct reqdiff_req req;
+		if (reqdiff_parse(OA, body, &req, &e) < 0)
+			fail_msg("step %zu: %s", s, e.msg);
+		struct reqdiff_route rt;
+		assert_int_equal(reqdiff_router_next(r, &req, &rt, &e), 0);
+		if (rt.session != steps[s].session || rt.parent != steps[s].parent ||
+		    rt.spawned_at_turn != steps[s].spawned_at_turn || rt.diff.keep != steps[s].keep)
+			fail_msg("step %zu: session %lld parent %lld spawned_at_turn %lld keep %lld, want %ld %ld %ld %ld", s,
+				 (long long)rt.session, (long long)rt.parent, (long long)rt.spawned_at_turn,
+				 (long long)rt.diff.keep, steps[s].session, steps[s].parent, steps[s].spawned_at_turn,
+				 steps[s].keep);
+		assert_true(rt.session < RMAX);
+		struct convo *c = &cv[rt.session];
+		if (rt.diff.new_session) {
+			assert_int_equal(rt.session, reqdiff_router_sessions(r) - 1);
+			assert_int_equal(rt.turn, 0);
+			ses[rt.session].system = req.system ? strdup(req.system) : NULL;
+			convo_init(c, false);
+			convo_reset(c, &ses[rt.session]);
+		}
+		struct tr_response *resp = NULL;
+		cJSON *rec = NULL;
+		cJSON *rj = cJSON_Parse(steps[s].response);
+		assert_non_null(rj);
+		assert_int_equal(reqdiff_log_response(OA, rj, 10, 20, req.model, &resp, &rec, &e), 0);
+		struct tr_turn turn = {.i = rt.turn, .keep = rt.diff.keep, .append = rt.diff.append,
+				       .n_append = rt.diff.n_append, .response = resp};
+		assert_int_equal(convo_step(c, &turn, &e), 0);
+		assert_msgs_equal(c->msgs, c->n, req.msgs, req.n_msgs, (int)s);
+		assert_int_equal(reqdiff_router_answer(r, rt.session, resp, &e), 0);
+		tr_response_free(resp);
+		cJSON_Delete(rec);
+		cJSON_Delete(rj);
+		cJSON_Delete(body);
+		reqdiff_route_clear(&rt);
+		reqdiff_req_clear(&req);
+	}
+	for (int64_t i = 0; i < reqdiff_router_sessions(r); i++) {
+		free(ses[i].system);
+		convo_free(&cv[i]);
+	}
+	reqdiff_router_free(r);
+}
+
+#define MSYS "{\"role\":\"system\",\"content\":\"You are the main agent.\"}"
+#define MTOOLS ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"Task\",\"parameters\":{\"type\":\"object\"}}}," \
+	       "{\"type\":\"function\",\"function\":{\"name\":\"bash\",\"parameters\":{\"type\":\"object\"}}}]"
+#define SSYS "{\"role\":\"system\",\"content\":\"You are a subagent.\"}"
+#define MU0 "{\"role\":\"user\",\"content\":\"review ring.c and find callers\"}"
+#define CALLS2 "[{\"id\":\"t1\",\"type\":\"function\",\"function\":{\"name\":\"Task\",\"arguments\":\"{\\\"p\\\":\\\"review\\\"}\"}}," \
+	       "{\"id\":\"t2\",\"type\":\"function\",\"function\":{\"name\":\"Task\",\"arguments\":\"{\\\"p\\\":\\\"callers\\\"}\"}}]"
+#define MA0 "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":" CALLS2 "}"
+#define R_TASKS "{\"status\":200,\"content\":null,\"tool_calls\":" CALLS2 ",\"reasoning_chars\":null,\"usage\":null}"
+#define MT0 "{\"role\":\"tool\",\"tool_call_id\":\"t1\",\"content\":\"push does not wrap\"},{\"role\":\"tool\",\"tool_call_id\":\"t2\",\"content\":\"3 callers\"}"
+#define AU "{\"role\":\"user\",\"content\":\"review ring.c\"}"
+#define BU "{\"role\":\"user\",\"content\":\"find callers of ring_push\"}"
+
+/* A main conversation spawns two subagents (other system prompt) that run
+ * interleaved; then it goes on with their results. */
+static void test_router_subagents(void **state)
+{
+	const struct rstep steps[] = {
+		{"{\"messages\":[" MSYS "," MU0 "]" MTOOLS "}", R_TASKS, 0, -1, -1, -1},
+		{"{\"messages\":[" SSYS "," AU "]" TOOLS "}", R_CALL, 1, 0, 0, -1},
+		{"{\"messages\":[" SSYS "," BU "]" TOOLS "}", R_CALL, 2, 0, 0, -1},
+		{"{\"messages\":[" SSYS "," BU "," A0 "," T0 "]" TOOLS "}", R_TEXT("3 callers"), 2, -1, -1, -1},
+		{"{\"messages\":[" SSYS "," AU "," A0 "," T0 "]" TOOLS "}", R_TEXT("push does not wrap"), 1, -1, -1, -1},
+		{"{\"messages\":[" MSYS "," MU0 "," MA0 "," MT0 "]" MTOOLS "}", R_TEXT("found two things"), 0, -1, -1, -1},
+		/* the user asks for more: main's history grows, no new session */
+		{"{\"messages\":[" MSYS "," MU0 "," MA0 "," MT0 ",{\"role\":\"assistant\",\"content\":\"found two things\"}," U0 "]" MTOOLS "}",
+		 R_TEXT("120"), 0, -1, -1, -1},
+	};
+	route(steps, sizeof steps / sizeof steps[0], 0);
+}
+
+/* Subagents with the parent's own system prompt and tools (Codex
+ * spawn_agent): they share nothing with its history, so they are children,
+ * not a keep:0 of the parent. The longest history wins over a shorter one. */
+static void test_router_same_prompt(void **state)
+{
+	const struct rstep steps[] = {
+		{"{\"messages\":[" MSYS "," MU0 "]" MTOOLS "}", R_TASKS, 0, -1, -1, -1},
+		{"{\"messages\":[" MSYS "," AU "]" MTOOLS "}", R_CALL, 1, 0, 0, -1},
+		{"{\"messages\":[" MSYS "," BU "]" MTOOLS "}", R_TEXT("3 callers"), 2, 0, 0, -1},
+		{"{\"messages\":[" MSYS "," AU "," A0 "," T0 "]" MTOOLS "}", R_TEXT("no wrap"), 1, -1, -1, -1},
+		{"{\"messages\":[" MSYS "," MU0 "," MA0 "," MT0 "]" MTOOLS "}", R_TEXT("done"), 0, -1, -1, -1},
+		/* compaction of main (answered, awaits nothing): keep 0 on the most recent */
+		{"{\"messages\":[" MSYS ",{\"role\":\"user\",\"content\":\"Summary: two findings.\"}]" MTOOLS "}", R_TEXT("ok"), 0, -1, -1, 0},
+		/* main's history edited after its first message: keep 1 */
+		{"{\"messages\":[" MSYS ",{\"role\":\"user\",\"content\":\"Summary: two findings.\"},{\"role\":\"assistant\",\"content\":\"k\"},"
+		 U0 "]" MTOOLS "}", R_TEXT("ok"), 0, -1, -1, 1},
+	};
+	route(steps, sizeof steps / sizeof steps[0], 0);
+}
+
+/* A plain tool call (not a subagent tool) in flight: a request of another
+ * kind that starts meanwhile is a child; one that starts when nothing
+ * awaits a result is a new top-level session. Closing the least recently
+ * used conversation when the router is full. */
+static void test_router_waiting_and_full(void **state)
+{
+	const struct rstep steps[] = {
+		{"{\"messages\":[" SYS "," U0 "]" TOOLS "}", R_CALL, 0, -1, -1, -1},
+		{"{\"messages\":[{\"role\":\"system\",\"content\":\"Summarise the output.\"}," U0 "]}", R_TEXT("s"), 1, 0, 0, -1},
+		{"{\"messages\":[" SYS "," U0 "," A0 "," T0 "]" TOOLS "}", R_TEXT("120 lines."), 0, -1, -1, -1},
+		{"{\"messages\":[{\"role\":\"system\",\"content\":\"Write a title.\"}," U0 "]}", R_TEXT("t"), 2, -1, -1, -1},
+		/* max_open 2: session 2 closed session 1 (least recently used) */
+		{"{\"messages\":[{\"role\":\"system\",\"content\":\"Summarise the output.\"}," U0 ",{\"role\":\"assistant\",\"content\":\"s\"}," U1 "]}",
+		 R_TEXT("s2"), 3, -1, -1, -1},
+	};
+	route(steps, sizeof steps / sizeof steps[0], 2);
+
+	struct reqdiff_router *r;
+	struct ar_err e;
+	assert_int_equal(reqdiff_router_new(&r, 0, &e), 0);
+	cJSON *j = cJSON_Parse("{\"messages\":[]}");
+	struct reqdiff_req req;
+	assert_int_equal(reqdiff_parse(OA, j, &req, &e), 0);
+	struct reqdiff_route rt;
+	assert_int_equal(reqdiff_router_next(r, &req, &rt, &e), 0);
+	assert_true(rt.diff.empty);
+	assert_int_equal(rt.session, -1);
+	assert_int_equal(reqdiff_router_sessions(r), 0);
+	assert_int_equal(reqdiff_router_answer(r, 5, NULL, &e), 0); /* unknown: ignored */
+	reqdiff_route_clear(&rt);
+	reqdiff_req_clear(&req);
+	cJSON_Delete(j);
+	reqdiff_router_free(r);
+	reqdiff_router_free(NULL);
+	assert_true(reqdiff_is_subagent_tool("Task"));
+	assert_true(reqdiff_is_subagent_tool("spawn_agent"));
+	assert_false(reqdiff_is_subagent_tool("bash"));
+	assert_false(reqdiff_is_subagent_tool(NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -306,6 +464,9 @@ int main(void)
 		cmocka_unit_test(test_anthropic),
 		cmocka_unit_test(test_log_response),
 		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_router_subagents),
+		cmocka_unit_test(test_router_same_prompt),
+		cmocka_unit_test(test_router_waiting_and_full),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
