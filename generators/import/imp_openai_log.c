@@ -31,6 +31,9 @@ static int sniff(const char *path, const char *head, size_t n)
 
 struct sess {
 	char *name;
+	char *parent;            /* the recorder's routing: a subagent's parent session, or NULL */
+	int64_t spawned_at_turn; /* -1 unless a subagent */
+	int64_t turns1;          /* turns written under this session's own id (its first part) */
 	uint64_t *off, *line;
 	size_t n, cap;
 };
@@ -47,6 +50,13 @@ static int open_session(struct imp *im, const char *path, const struct sess *s, 
 	if (!ss)
 		return ar_err_set(err, AR_ENOMEM, "out of memory");
 	imp_source_str(ss, "api", reqdiff_api_name(api));
+	if (part == 1 && s->parent && s->spawned_at_turn >= 0) {
+		if (!(ss->parent = strdup(s->parent))) {
+			tr_session_free(ss);
+			return ar_err_set(err, AR_ENOMEM, "out of memory");
+		}
+		ss->spawned_at_turn = s->spawned_at_turn;
+	}
 	if ((req->system && !(ss->system = strdup(req->system))) || (req->model && !(ss->model = strdup(req->model))) ||
 	    (req->tools && !(ss->tools = cJSON_Duplicate(req->tools, 1)))) {
 		tr_session_free(ss);
@@ -57,7 +67,7 @@ static int open_session(struct imp *im, const char *path, const struct sess *s, 
 	return rc;
 }
 
-static int one_session(struct imp *im, struct imp_lines *lr, const struct sess *s, struct ar_err *err)
+static int one_session(struct imp *im, struct imp_lines *lr, struct sess *s, struct ar_err *err)
 {
 	struct reqdiff *rd = NULL;
 	struct reqdiff_req req;
@@ -142,6 +152,8 @@ static int one_session(struct imp *im, struct imp_lines *lr, const struct sess *
 			imp_drop(im, "failed request (turn without response)", 1);
 		if (imp_turn(im, &t, s->line[i], err) < 0)
 			goto out;
+		if (part == 1)
+			s->turns1++;
 		if (reqdiff_answer(rd, t.response, err) < 0)
 			goto out;
 		imp_turn_clear(&t);
@@ -196,8 +208,18 @@ static int convert(struct imp *im, const char *path, struct ar_err *err)
 				goto oom;
 			ss = p;
 			memset(&ss[nss], 0, sizeof ss[nss]);
+			ss[nss].spawned_at_turn = -1;
 			if (!(ss[nss].name = strdup(name)))
 				goto oom;
+			/* the recorder names a subagent's parent on its first call */
+			const char *par = imp_str(o, "parent");
+			const cJSON *sat = cJSON_GetObjectItemCaseSensitive(o, "spawned_at_turn");
+			if (par && cJSON_IsNumber(sat) && sat->valuedouble >= 0 && sat->valuedouble < 1e15 &&
+			    strset_values(&names, par)) {
+				if (!(ss[nss].parent = strdup(par)))
+					goto oom;
+				ss[nss].spawned_at_turn = (int64_t)sat->valuedouble;
+			}
 			v[0] = (int64_t)nss++;
 		}
 		struct sess *s = &ss[v[0]];
@@ -219,9 +241,21 @@ static int convert(struct imp *im, const char *path, struct ar_err *err)
 	}
 	if (got < 0)
 		goto out;
-	for (size_t i = 0; i < nss; i++)
+	for (size_t i = 0; i < nss; i++) {
+		if (ss[i].parent) {
+			/* parents come first (the log's order); a link the parent's
+			 * written turns cannot honour is dropped, not written invalid */
+			int64_t *pv = strset_values(&names, ss[i].parent);
+			if (!pv || ss[pv[0]].turns1 <= ss[i].spawned_at_turn) {
+				imp_warn(im, ss[i].line[0], "session '%s': parent '%s' has no turn %lld; imported as a top-level session",
+					 ss[i].name, ss[i].parent, (long long)ss[i].spawned_at_turn);
+				free(ss[i].parent);
+				ss[i].parent = NULL;
+			}
+		}
 		if (one_session(im, &lr, &ss[i], err) < 0)
 			goto out;
+	}
 	rc = 0;
 	goto out;
 oom:
@@ -231,6 +265,7 @@ out:
 	imp_lines_close(&lr);
 	for (size_t i = 0; i < nss; i++) {
 		free(ss[i].name);
+		free(ss[i].parent);
 		free(ss[i].off);
 		free(ss[i].line);
 	}
