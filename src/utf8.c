@@ -3,6 +3,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "buf.h"
+
 size_t utf8_check(const char *str, size_t n)
 {
 	const unsigned char *s = (const unsigned char *)str;
@@ -50,4 +52,23 @@ size_t utf8_check(const char *str, size_t n)
 		i += len;
 	}
 	return n;
+}
+
+long utf8_repair(const char *s, size_t n, struct buf *out)
+{
+	long fixed = 0;
+	size_t i = 0;
+	while (i < n) {
+		size_t ok = utf8_check(s + i, n - i);
+		if (buf_append(out, s + i, ok) < 0)
+			return -1;
+		i += ok;
+		if (i < n) {
+			if (buf_append(out, "\xEF\xBF\xBD", 3) < 0)
+				return -1;
+			fixed++;
+			i++;
+		}
+	}
+	return fixed;
 }

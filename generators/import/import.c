@@ -1,5 +1,6 @@
 /* import: the parts every importer shares (see import.h) and the table. */
 #include "import.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -196,9 +197,50 @@ void imp_drop(struct imp *im, const char *kind, int64_t n)
 
 /* ---- redaction --------------------------------------------------------------- */
 
+/* Text from other tools' files may hold invalid UTF-8 (a cut multibyte
+ * character, Latin-1 in a log): a trace never does. The line readers refuse
+ * it (or repair it under --lenient); this is the net for everything read
+ * another way: invalid bytes become U+FFFD, counted as dropped items. */
+static int fix_utf8(struct imp *im, char **s, size_t *len, struct ar_err *err)
+{
+	size_t n = len ? *len : strlen(*s);
+	if (utf8_check(*s, n) == n)
+		return 0;
+	struct buf b = BUF_INIT;
+	long k = utf8_repair(*s, n, &b);
+	char *d = k < 0 ? NULL : buf_detach(&b);
+	buf_free(&b);
+	if (!d)
+		return ar_err_set(err, AR_ENOMEM, "out of memory");
+	free(*s);
+	*s = d;
+	if (len)
+		*len = strlen(d);
+	imp_drop(im, "invalid UTF-8 bytes (replaced by U+FFFD)", k);
+	return 0;
+}
+
+static int fix_utf8_json(struct imp *im, cJSON *v, struct ar_err *err)
+{
+	for (; v; v = v->next) {
+		if (v->string && utf8_check(v->string, strlen(v->string)) != strlen(v->string) &&
+		    fix_utf8(im, &v->string, NULL, err) < 0)
+			return -1;
+		if (cJSON_IsString(v) && v->valuestring && fix_utf8(im, &v->valuestring, NULL, err) < 0)
+			return -1;
+		if (v->child && fix_utf8_json(im, v->child, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int scrub(struct imp *im, char **s, size_t *len, struct ar_err *err)
 {
-	if (!im->o->redact || !*s)
+	if (!*s)
+		return 0;
+	if (fix_utf8(im, s, len, err) < 0)
+		return -1;
+	if (!im->o->redact)
 		return 0;
 	size_t n = len ? *len : strlen(*s);
 	struct buf b = BUF_INIT;
@@ -223,7 +265,13 @@ static int scrub(struct imp *im, char **s, size_t *len, struct ar_err *err)
 
 static int scrub_json(struct imp *im, cJSON *v, struct ar_err *err)
 {
-	if (!im->o->redact || !v)
+	if (!v)
+		return 0;
+	if (v->child && fix_utf8_json(im, v->child, err) < 0)
+		return -1;
+	if (cJSON_IsString(v) && v->valuestring && fix_utf8(im, &v->valuestring, NULL, err) < 0)
+		return -1;
+	if (!im->o->redact)
 		return 0;
 	int64_t hits = redact_json(im->o->redact, v, err);
 	if (hits < 0)
@@ -977,8 +1025,25 @@ int imp_jsonl_next(struct imp *im, struct imp_lines *r, cJSON **out, struct ar_e
 		im->rep->lines++;
 		if (blank(s, n))
 			continue;
+		size_t bad = utf8_check(s, n);
+		struct buf fixed = BUF_INIT;
+		if (bad < n) {
+			if (!im->o->lenient)
+				return ar_err_set(err, AR_EFORMAT,
+						  "%s:%llu:%zu: invalid UTF-8 (--lenient replaces it with U+FFFD)", r->path,
+						  (unsigned long long)r->lineno, bad + 1);
+			long k = utf8_repair(s, n, &fixed);
+			if (k < 0) {
+				buf_free(&fixed);
+				return ar_err_set(err, AR_ENOMEM, "out of memory");
+			}
+			imp_warn(im, r->lineno, "warning: %ld invalid UTF-8 bytes replaced by U+FFFD", k);
+			s = fixed.data;
+			n = fixed.len;
+		}
 		const char *end = NULL;
 		cJSON *v = cJSON_ParseWithLengthOpts(s, n, &end, 0);
+		buf_free(&fixed);
 		if (v && cJSON_IsObject(v)) {
 			*out = v;
 			return 1;
@@ -1030,6 +1095,14 @@ int imp_read_json(const char *path, cJSON **out, struct ar_err *err)
 	struct buf b = BUF_INIT;
 	*out = NULL;
 	if (imp_read_file(path, &b, err) < 0) {
+		buf_free(&b);
+		return -1;
+	}
+	size_t bad = utf8_check(b.data ? b.data : "", b.len);
+	if (bad < b.len) {
+		size_t line, col;
+		where(b.data, bad, &line, &col);
+		ar_err_set(err, AR_EFORMAT, "%s:%zu:%zu: invalid UTF-8", path, line, col);
 		buf_free(&b);
 		return -1;
 	}
