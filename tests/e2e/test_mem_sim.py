@@ -25,10 +25,17 @@ SPEC = f"model=llama-3.1-8b,quant=q4_k_m,hw={HW},engine=mlx-lm,kv=f16"
 RSS_SCALE = 0.01
 BALLAST_CHILD = 64 << 20
 fails = 0
+# An ASan build of the sim server holds more than the bytes it allocates (shadow memory, the freed-chunk
+# quarantine): its RSS per modelled byte is not rss_scale, so the figures that compare with the profile
+# are only checked against a normal build; the rest (tree, crash, store, attach) runs under ASan too.
+ASAN = "libasan" in subprocess.run(["ldd", AR], capture_output=True, text=True).stdout
 
 
-def check(what, cond, detail=""):
+def check(what, cond, detail="", exact=False):
     global fails
+    if exact and ASAN:
+        print("skip " + what + " (ASan build)")
+        return
     print(("ok   " if cond else "FAIL ") + what + ("" if cond else f": {detail}"))
     if not cond:
         fails += 1
@@ -100,15 +107,15 @@ with tempfile.TemporaryDirectory() as work:
         check("source is the tree's RSS", mem.get("source") == "rss", mem)
         slope = mem.get("bytes_per_token") or 0
         check("slope within 10% of the profile's bytes per token x rss_scale",
-              abs(slope - kv_tok * RSS_SCALE) <= 0.10 * kv_tok * RSS_SCALE, slope)
+              abs(slope - kv_tok * RSS_SCALE) <= 0.10 * kv_tok * RSS_SCALE, slope, exact=True)
         proj = mem.get("projected_oom_tokens") or 0
         check("projected OOM depth within 10% of where the server really exits",
-              abs(proj - oom_depth) <= 0.10 * oom_depth, (proj, oom_depth))
+              abs(proj - oom_depth) <= 0.10 * oom_depth, (proj, oom_depth), exact=True)
         # the turn comes from the session's average growth per turn (2.5k here) while the real session
         # jumps 10k at the failing turn: the projection may be a few turns late, never before the last ok turn
         pt, ft = mem.get("projected_oom_turn"), pred["failure"]["turn"]
         check("projected OOM turn after the last ok turn and within 4 of the real one",
-              pt is not None and ft <= pt <= ft + 4, (pt, ft))
+              pt is not None and ft <= pt <= ft + 4, (pt, ft), exact=True)
         fail = cfg["failure"] or {}
         check("the failing turn is the one the model predicts", fail.get("turn") == pred["failure"]["turn"], fail)
         check("the failure is a crash of the server process",

@@ -145,27 +145,33 @@ static void test_vanishing(void **st)
 static void test_tree(void **st)
 {
 	(void)st;
-	int pfd[2];
-	assert_int_equal(pipe(pfd), 0);
+	int ready[2], hold[2]; /* A -> us: ready; us -> B: EOF releases it */
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(hold), 0);
 	pid_t a = fork();
 	if (a == 0) {
+		close(ready[0]);
+		close(hold[1]);
 		size_t n = 48u << 20;
 		char *m = malloc(n);
 		if (!m)
 			_exit(1);
 		memset(m, 1, n);
 		if (fork() == 0) {
-			close(pfd[1]);
 			char x;
-			(void)!read(pfd[0], &x, 1);
+			close(ready[1]);
+			(void)!read(hold[0], &x, 1);
 			_exit(0);
 		}
-		(void)!write(pfd[1], "r", 1); /* ready */
+		(void)!write(ready[1], "r", 1);
 		pause();
 		_exit(0);
 	}
+	close(ready[1]);
+	close(hold[0]);
 	char x;
-	assert_int_equal(read(pfd[0], &x, 1), 1);
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	close(ready[0]);
 	pid_t c = fork();
 	if (c == 0) {
 		pause();
@@ -190,8 +196,7 @@ static void test_tree(void **st)
 	waitpid(c, NULL, 0);
 	kill(a, SIGKILL);
 	waitpid(a, NULL, 0);
-	close(pfd[1]); /* B reads EOF and exits */
-	close(pfd[0]);
+	close(hold[1]); /* B reads EOF and exits (reaped by init) */
 	procmem_tree_free(&t);
 }
 
