@@ -13,6 +13,7 @@
 #include "convo.h"
 #include "http.h"
 #include "jsonh.h"
+#include "memrun.h"
 #include "ndjson.h"
 #include "prom.h"
 #include "rng.h"
@@ -176,6 +177,7 @@ struct run {
 	struct sim *sim;      /* the in-process simulated backend, or NULL */
 	struct sim_prompt sp; /* its prompt of the current turn */
 	ar_ns t_begin;        /* clock_now() when engine_run began: sent_ns counts from here */
+	struct memrun *mem;   /* the server's memory (memrun.h), or NULL */
 };
 
 static void note(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -275,6 +277,7 @@ static int req_start(struct run *r, const struct turn_req *t, struct xreq *x, bo
 	struct hx_opts o = {cfg->ttft_timeout, cfg->stall_timeout, 30 * AR_NS_PER_S};
 	struct hx_callbacks cb = {on_status, on_body, on_done};
 	clock_wall_iso8601(x->wall, sizeof x->wall);
+	memrun_request_begin(r->mem);
 	if (!hx_start(r->loop, r->url, r->ad->wire == WIRE_SSE ? headers_sse : headers_json, t->body, t->body_len, &o,
 		      &cb, x, err))
 		return -1;
@@ -370,6 +373,7 @@ static int req_finish(struct run *r, const struct turn_req *t, struct xreq *x, s
 	row->mem_peak_bytes = row->mem_end_bytes = -1;
 	row->gpu_peak_bytes = row->host_drop_bytes = -1;
 	row->kv_usage = NAN;
+	memrun_request_end(r->mem, t0, res->t_done, row);
 	row->sent_ns = t0 - r->t_begin;
 	row->in_flight = x->in_flight > 0 ? x->in_flight : 1;
 
@@ -392,6 +396,7 @@ static int req_finish(struct run *r, const struct turn_req *t, struct xreq *x, s
 				 row->decode_tps, cfg->slo_decode_tps);
 		}
 	}
+	memrun_check_crash(r->mem, &oc.cls, oc.evidence, sizeof oc.evidence);
 	if (a->invalid_utf8)
 		flag(flags, sizeof flags, "invalid_utf8");
 	if (a->finish_seen && !a->done)
@@ -417,6 +422,12 @@ static int req_finish(struct run *r, const struct turn_req *t, struct xreq *x, s
 		return 0;
 	if (store_request_add(r->st, r->config_id, row, err) < 0)
 		return -1;
+	memrun_add_point(r->mem, row);
+	if (memrun_flush(r->mem, r->st, r->config_id, err) < 0)
+		return -1;
+	char mnotes[2048];
+	if (memrun_notes(r->mem, mnotes, sizeof mnotes))
+		note(r, "memory: %s", mnotes);
 	r->sum->requests++;
 	if (strcmp(row->outcome, "ok"))
 		r->sum->failed++;
@@ -1488,6 +1499,8 @@ int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, i
 		goto out;
 	double probe;
 	r.metrics_ok = metrics_cached(&r, &probe);
+	if (memrun_start(&r.mem, cfg, r.metrics_url, err) < 0)
+		goto out;
 
 	int warmups = cfg->warmup;
 	for (size_t i = 0; i < cfg->n_traces && warmups > 0 && !r.stop; i++)
@@ -1505,6 +1518,11 @@ int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, i
 				goto out;
 	rc = 0;
 out:
+	if (rc == 0 && r.mem) {
+		rc = memrun_finish(r.mem, st, config_id, &sum->mem, err);
+		r.mem = NULL;
+	}
+	memrun_free(r.mem);
 	for (size_t i = 0; i < cfg->n_traces; i++)
 		trace_info_free(&tis[i]);
 	free(tis);

@@ -80,6 +80,13 @@ struct engine_cfg {
 	 * with the server's exit status, `oom` from the server's log. NULL: none. */
 	void (*on_failure)(void *ud, struct store_request *row);
 	void *on_failure_ud;
+	/* memory (memsamp.h): the server's PID (<= 0: none, nothing sampled;
+	 * the in-process sim reports modelled memory instead), the sampling
+	 * interval in seconds (0 = off) and the budget the OOM projection uses
+	 * (0 = auto: host memory available at the start, or the GPU's total) */
+	int64_t server_pid;
+	double mem_interval_s;
+	int64_t mem_budget;
 };
 
 /* One measured request, as stored. */
@@ -115,11 +122,28 @@ struct engine_failure {
 	int64_t mem_bytes; /* -1 when unknown */
 };
 
+/* The fitted memory model (memfit.h), when the server's memory was sampled. */
+struct engine_mem {
+	bool sampled;          /* a sampler ran */
+	bool fitted;           /* enough points at distinct depths for a line */
+	char source[16];       /* "rss", "host_drop" or "gpu" */
+	double baseline_bytes;
+	double bytes_per_token;
+	double r2;             /* NaN when unknown */
+	int64_t budget_bytes;  /* -1 unknown */
+	int64_t oom_tokens;    /* projected depth where memory crosses the budget; -1 none */
+	int64_t oom_turn;      /* projected turn; -1 none */
+	int64_t points, turns; /* requests in the fit; distinct turns */
+	int64_t samples;       /* timeline samples stored */
+	char gpu_mode[16];     /* "nvml", "nvidia-smi", "none" */
+};
+
 struct engine_summary {
 	int64_t requests;
 	int64_t failed; /* requests whose outcome is not ok */
 	bool interrupted;
 	struct engine_failure failure;
+	struct engine_mem mem;
 };
 
 /* Runs the configuration. Returns 0 when the replay ran (whatever the

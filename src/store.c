@@ -504,7 +504,9 @@ int store_mem_samples_add(struct store *s, int64_t config_id, const struct store
 			       " host_available_bytes, kv_usage, procs) VALUES(?,?,?,?,?,?,?,?)",
 			       -1, &st, NULL) != SQLITE_OK)
 		return db_err(s, err, "cannot record memory samples");
-	if (exec(s, "BEGIN", err) < 0) {
+	/* a savepoint: one transaction of its own, or nested in the caller's
+	 * (the concurrent engine commits a loop turn's rows in one) */
+	if (exec(s, "SAVEPOINT mem_samples", err) < 0) {
 		sqlite3_finalize(st);
 		return -1;
 	}
@@ -518,13 +520,13 @@ int store_mem_samples_add(struct store *s, int64_t config_id, const struct store
 		bind_real(st, 7, v[k].kv_usage);
 		bind_i64(st, 8, v[k].procs);
 		if (step_done(s, st, "cannot record a memory sample", err) < 0) {
-			exec(s, "ROLLBACK", NULL);
+			exec(s, "ROLLBACK TO mem_samples; RELEASE mem_samples", NULL);
 			sqlite3_finalize(st);
 			return -1;
 		}
 	}
 	sqlite3_finalize(st);
-	return exec(s, "COMMIT", err);
+	return exec(s, "RELEASE mem_samples", err);
 }
 
 int store_tx_begin(struct store *s, struct ar_err *err) { return exec(s, "BEGIN", err); }

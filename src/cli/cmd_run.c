@@ -12,6 +12,8 @@
 #include "cli.h"
 #include "engine.h"
 #include "jsonh.h"
+#include "memrun.h"
+#include "procmem.h"
 #include "store.h"
 #include "units.h"
 
@@ -19,6 +21,7 @@ enum {
 	O_BACKEND = 1, O_MODEL, O_DB, O_REPEATS, O_WARMUP, O_COLD, O_HISTORY, O_UNTIL_FAIL, O_SLO, O_TTFT_TIMEOUT,
 	O_STALL_TIMEOUT, O_JSON, O_QUIET, O_PLAIN, O_NUM_CTX, O_RULES, O_LENIENT, O_MAXLINE, O_EXTRA, O_TOKEN_IDS, O_MAXFIELD, O_COLD_ERASE,
 	O_CONCURRENCY, O_ARRIVAL, O_PACE, O_SEED,
+	O_SERVER_PID, O_MEM_INTERVAL, O_MEM_BUDGET,
 };
 
 static const struct cli_opt run_opts[] = {
@@ -53,6 +56,11 @@ static const struct cli_opt run_opts[] = {
 	{"rules-dir", 0, "DIR", "failure rule files (default: the shipped replay/rules)", O_RULES},
 	{"lenient", 0, NULL, "skip trace lines of unknown type", O_LENIENT},
 	{"max-line-bytes", 0, "SIZE", "longest trace line accepted (default 16MiB)", O_MAXLINE},
+	{"server-pid", 0, "PID", "the server's process: its tree's memory is sampled (default: the process listening "
+				 "on the URL's port, when local)", O_SERVER_PID},
+	{"mem-interval", 0, "DUR", "memory sampling interval (default 100ms; 0 = off)", O_MEM_INTERVAL},
+	{"mem-budget", 0, "SIZE", "memory the OOM projection measures against (default: host memory available "
+				  "at the start, or the GPU's total)", O_MEM_BUDGET},
 	{0},
 };
 
@@ -209,6 +217,27 @@ static int run_opt(void *ctx, int id, const char *val, struct ar_err *err)
 		c->e.extra_json = c->extra_buf;
 		break;
 	}
+	case O_SERVER_PID:
+		if (units_parse_count(val, &v, err) < 0)
+			return -1;
+		if (v < 1 || v > 0x7fffffff)
+			return ar_err_set(err, AR_EINVAL, "'%s' is not a process id", val);
+		c->e.server_pid = (int64_t)v;
+		break;
+	case O_MEM_INTERVAL:
+		if (units_parse_duration_ns(val, &ns, err) < 0)
+			return -1;
+		if (ns < 0 || (ns > 0 && ns < AR_NS_PER_MS) || ns > 3600 * AR_NS_PER_S)
+			return ar_err_set(err, AR_EINVAL, "'%s' is out of range (0 = off, or 1ms to 1h)", val);
+		c->e.mem_interval_s = (double)ns / 1e9;
+		break;
+	case O_MEM_BUDGET:
+		if (units_parse_bytes(val, &v, err) < 0)
+			return -1;
+		if (v < 1 || v > (uint64_t)INT64_MAX)
+			return ar_err_set(err, AR_EINVAL, "'%s' is out of range", val);
+		c->e.mem_budget = (int64_t)v;
+		break;
 	case O_LENIENT: c->e.ropts.lenient = true; break;
 	case O_MAXLINE:
 		if (units_parse_bytes(val, &v, err) < 0)
@@ -307,6 +336,10 @@ static void on_request(void *ud, const struct engine_request *q)
 		cJSON_AddItemToObject(o, "mem_peak_bytes", int_or_null(r->mem_peak_bytes));
 		cJSON_AddItemToObject(o, "sent_ns", int_or_null(r->sent_ns));
 		cJSON_AddItemToObject(o, "in_flight", int_or_null(r->in_flight));
+		cJSON_AddItemToObject(o, "mem_end_bytes", int_or_null(r->mem_end_bytes));
+		cJSON_AddItemToObject(o, "gpu_peak_bytes", int_or_null(r->gpu_peak_bytes));
+		cJSON_AddItemToObject(o, "host_drop_bytes", int_or_null(r->host_drop_bytes));
+		cJSON_AddItemToObject(o, "kv_usage", num_or_null(r->kv_usage));
 		cJSON *server = r->server_json ? cJSON_Parse(r->server_json) : NULL;
 		cJSON_AddItemToObject(o, "server", server ? server : cJSON_CreateObject());
 		cJSON_AddNumberToObject(o, "http_status", r->http_status);
@@ -630,6 +663,89 @@ static cJSON *concurrency_summary(const struct view *v, const struct engine_cfg 
 	return root;
 }
 
+/* "+X MiB per 1k tokens over N turns; projected OOM at ~96k tokens, turn 19 (budget 24 GiB)" */
+static void fmt_bytes(char *out, size_t n, double b)
+{
+	if (fabs(b) >= 1024.0 * 1048576.0)
+		snprintf(out, n, "%.1f GiB", b / (1024.0 * 1048576.0));
+	else
+		snprintf(out, n, "%.1f MiB", b / 1048576.0);
+}
+
+static void print_mem(const struct engine_mem *m)
+{
+	if (!m->sampled)
+		return;
+	if (!m->fitted) {
+		printf("memory: sampled (%lld samples), too few turns at distinct depths to fit a model\n",
+		       (long long)m->samples);
+		return;
+	}
+	char per[32], base[32], bud[32];
+	fmt_bytes(per, sizeof per, m->bytes_per_token * 1000);
+	fmt_bytes(base, sizeof base, m->baseline_bytes);
+	printf("memory: %s%s per 1k tokens over %lld turns (%s, baseline %s, r2 %.2f)", m->bytes_per_token >= 0 ? "+" : "",
+	       per, (long long)m->turns, m->source, base, m->r2);
+	if (m->oom_tokens >= 0) {
+		fmt_bytes(bud, sizeof bud, (double)m->budget_bytes);
+		printf("; projected OOM at ~%lldk tokens", (long long)((m->oom_tokens + 500) / 1000));
+		if (m->oom_turn >= 0)
+			printf(", turn %lld", (long long)m->oom_turn);
+		printf(" (budget %s)", bud);
+	} else if (m->budget_bytes > 0)
+		printf("; no OOM projected (memory does not grow with depth)");
+	printf("\n");
+}
+
+static cJSON *mem_json(const struct engine_mem *m)
+{
+	if (!m->sampled)
+		return cJSON_CreateNull();
+	cJSON *o = NULL;
+	if (m->fitted) {
+		char *s = memrun_json(m);
+		o = s ? cJSON_Parse(s) : NULL;
+		free(s);
+	}
+	if (!o)
+		o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "turns", (double)m->turns);
+	cJSON_AddNumberToObject(o, "samples", (double)m->samples);
+	cJSON_AddStringToObject(o, "gpu", m->gpu_mode);
+	cJSON_AddBoolToObject(o, "fitted", m->fitted);
+	return o;
+}
+
+/* The server's PID when the URL names this machine: the process listening
+ * on its port. 0 when none is found (memory is then not sampled). */
+static int64_t local_server_pid(const char *url, char *why, size_t n)
+{
+	const char *h = strstr(url, "://");
+	h = h ? h + 3 : url;
+	char host[256];
+	size_t hl = strcspn(h, "/");
+	snprintf(host, sizeof host, "%.*s", (int)(hl < sizeof host ? hl : sizeof host - 1), h);
+	int port = !strncmp(url, "https", 5) ? 443 : 80;
+	char *pc = strrchr(host, ':');
+	if (pc && !strchr(pc, ']')) {
+		char *end = NULL;
+		long pl = strtol(pc + 1, &end, 10);
+		port = end && !*end && pl > 0 && pl < 65536 ? (int)pl : port;
+		*pc = '\0';
+	}
+	if (strcmp(host, "127.0.0.1") && strcmp(host, "localhost") && strcmp(host, "[::1]") && strcmp(host, "0.0.0.0")) {
+		snprintf(why, n, "the server %s is not on this machine; pass --server-pid to sample a local one", host);
+		return 0;
+	}
+	int64_t pid = 0;
+	struct ar_err err = {0};
+	if (procmem_find_listener(port, &pid, &err) < 0) {
+		snprintf(why, n, "%s", err.msg);
+		return 0;
+	}
+	return pid;
+}
+
 static volatile sig_atomic_t stop_flag;
 
 static void on_signal(int sig)
@@ -669,6 +785,7 @@ static int run_run(int argc, char **argv)
 	c.e.pace = -1; /* default: 1 under --arrival trace, else 0 */
 	c.e.seed = 1;
 	c.db = "agentreplay.db";
+	c.e.mem_interval_s = 0.1;
 	int npos = 0;
 	int p = cli_parse(&cmd_run, argc, argv, run_opt, &c, &npos);
 	if (p != 0)
@@ -700,6 +817,19 @@ static int run_run(int argc, char **argv)
 	bool simulated = !strcmp(c.backend_buf, "sim");
 	c.e.stop = &stop_flag;
 	bool concurrent = c.e.concurrency > 1 || c.e.pace > 0 || c.e.arrival.kind != ARRIVAL_ALL;
+	if (simulated || !(c.e.mem_interval_s > 0)) {
+		c.e.server_pid = 0; /* the sim reports modelled memory; 0 = off */
+	} else if (c.e.server_pid > 0) {
+		if (!procmem_pid_alive(c.e.server_pid)) {
+			cli_error("run: --server-pid %lld: no such process", (long long)c.e.server_pid);
+			return EXIT_USAGE;
+		}
+	} else {
+		char why[512] = "";
+		c.e.server_pid = local_server_pid(c.url_buf, why, sizeof why);
+		if (!c.e.server_pid && !c.quiet)
+			fprintf(stderr, "agentreplay: memory not sampled: %s\n", why);
+	}
 
 	struct ar_err err = {0};
 	struct store *st = NULL;
@@ -727,6 +857,12 @@ static int run_run(int argc, char **argv)
 		cJSON_AddNumberToObject(params, "pace", c.e.pace < 0 ? (c.e.arrival.kind == ARRIVAL_TRACE ? 1 : 0) : c.e.pace);
 		cJSON_AddNumberToObject(params, "seed", (double)c.e.seed);
 	}
+	if (c.e.server_pid > 0) {
+		cJSON_AddNumberToObject(params, "server_pid", (double)c.e.server_pid);
+		cJSON_AddNumberToObject(params, "mem_interval_s", c.e.mem_interval_s);
+	}
+	if (c.e.mem_budget > 0)
+		cJSON_AddNumberToObject(params, "mem_budget", (double)c.e.mem_budget);
 	char *params_s = cJSON_PrintUnformatted(params);
 	cJSON *traces = cJSON_CreateArray();
 	for (size_t i = 0; i < c.e.n_traces; i++)
@@ -795,6 +931,7 @@ static int run_run(int argc, char **argv)
 		cJSON_AddStringToObject(co, "status", status);
 		if (concurrent)
 			cJSON_AddItemToObject(co, "concurrency", concurrency_summary(&v, &c.e, true));
+		cJSON_AddItemToObject(co, "memory", mem_json(&sum.mem));
 		cJSON_AddItemToArray(cfgs, co);
 		char *s = cJSON_PrintUnformatted(root);
 		if (s)
@@ -805,6 +942,7 @@ static int run_run(int argc, char **argv)
 		print_table(&v, &sum, simulated ? (c.e.sim_spec && *c.e.sim_spec ? c.e.sim_spec : "sim (default profile)") : NULL);
 		if (concurrent)
 			concurrency_summary(&v, &c.e, false);
+		print_mem(&sum.mem);
 	}
 	if (er == 0) {
 		if (sum.interrupted)

@@ -1,0 +1,148 @@
+#include "memfit.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_pt(const void *a, const void *b)
+{
+	const struct memfit_point *p = a, *q = b;
+	return p->x < q->x ? -1 : p->x > q->x ? 1 : cmp_d(&p->y, &q->y);
+}
+
+static double median(double *v, size_t n)
+{
+	qsort(v, n, sizeof *v, cmp_d);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Theil-Sen slope and intercept of (x[i], y[i]); false when no pair has
+ * distinct x. */
+static int theil_sen(const double *x, const double *y, size_t n, double *slope, double *icpt, bool *ok)
+{
+	*ok = false;
+	size_t np = n * (n - 1) / 2, k = 0;
+	double *s = malloc((np ? np : 1) * sizeof *s);
+	double *r = malloc((n ? n : 1) * sizeof *r);
+	if (!s || !r) {
+		free(s);
+		free(r);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			if (x[j] != x[i])
+				s[k++] = (y[j] - y[i]) / (x[j] - x[i]);
+	if (k) {
+		*slope = median(s, k);
+		for (size_t i = 0; i < n; i++)
+			r[i] = y[i] - *slope * x[i];
+		*icpt = median(r, n);
+		*ok = true;
+	}
+	free(s);
+	free(r);
+	return 0;
+}
+
+int memfit_fit(const struct memfit_point *p, size_t n, struct memfit *out)
+{
+	memset(out, 0, sizeof *out);
+	out->r2 = NAN;
+	struct memfit_point *v = malloc((n ? n : 1) * sizeof *v);
+	if (!v)
+		return -1;
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (isfinite(p[i].x) && isfinite(p[i].y))
+			v[m++] = p[i];
+	qsort(v, m, sizeof *v, cmp_pt);
+	if (m > MEMFIT_MAX_POINTS) {
+		/* evenly spaced by rank of depth, both ends kept */
+		for (size_t i = 0; i < MEMFIT_MAX_POINTS; i++)
+			v[i] = v[(size_t)((double)i * (double)(m - 1) / (MEMFIT_MAX_POINTS - 1))];
+		m = MEMFIT_MAX_POINTS;
+	}
+	out->points = m;
+	if (m < 3 || v[0].x == v[m - 1].x) {
+		free(v);
+		return 0;
+	}
+	out->x_min = v[0].x;
+	out->x_max = v[m - 1].x;
+	double *x = malloc(m * sizeof *x), *y = malloc(m * sizeof *y);
+	int rc = -1;
+	if (!x || !y)
+		goto out;
+	for (size_t i = 0; i < m; i++) {
+		x[i] = v[i].x;
+		y[i] = v[i].y;
+	}
+	bool ok;
+	if (theil_sen(x, y, m, &out->slope, &out->baseline, &ok) < 0)
+		goto out;
+	out->ok = ok;
+	double mean = 0, ssr = 0, sst = 0;
+	for (size_t i = 0; i < m; i++)
+		mean += y[i];
+	mean /= (double)m;
+	for (size_t i = 0; i < m; i++) {
+		double e = y[i] - (out->baseline + out->slope * x[i]);
+		ssr += e * e;
+		sst += (y[i] - mean) * (y[i] - mean);
+	}
+	out->r2 = sst > 0 ? 1 - ssr / sst : NAN;
+	rc = 0;
+out:
+	free(x);
+	free(y);
+	free(v);
+	return rc;
+}
+
+int64_t memfit_oom_tokens(const struct memfit *f, double budget)
+{
+	if (!f->ok || !(f->slope > 0) || !isfinite(budget))
+		return -1;
+	if (f->baseline >= budget)
+		return 0;
+	double t = (budget - f->baseline) / f->slope;
+	return t > 9e15 ? -1 : (int64_t)ceil(t);
+}
+
+int64_t memfit_project_turn(const int64_t *turns, const double *depths, size_t n, double target)
+{
+	if (!n || target < 0)
+		return -1;
+	size_t last = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (depths[i] >= target) {
+			int64_t best = turns[i];
+			for (size_t j = 0; j < n; j++)
+				if (depths[j] >= target && turns[j] < best)
+					best = turns[j];
+			return best;
+		}
+		if (turns[i] > turns[last])
+			last = i;
+	}
+	double *x = malloc(n * sizeof *x);
+	if (!x)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		x[i] = (double)turns[i];
+	double slope = 0, icpt = 0;
+	bool ok = false;
+	int rc = theil_sen(x, depths, n, &slope, &icpt, &ok);
+	free(x);
+	if (rc < 0 || !ok || !(slope > 0))
+		return -1;
+	double more = ceil((target - depths[last]) / slope);
+	return more > 1e12 ? -1 : turns[last] + (int64_t)more;
+}
