@@ -582,7 +582,10 @@ bool lc_memcg_of(pid_t pid, struct lc_memcg *m)
 		}
 	}
 	if (have_v2 && !strstr(v2, "/..") && cgroup_mount(true, mnt, sizeof mnt)) {
-		snprintf(m->file, sizeof m->file, "%s%s/memory.events", mnt, strcmp(v2, "/") ? v2 : "");
+		/* .local: kills of this group's own processes, not of its children's */
+		snprintf(m->file, sizeof m->file, "%s%s/memory.events.local", mnt, strcmp(v2, "/") ? v2 : "");
+		if (access(m->file, R_OK) != 0)
+			snprintf(m->file, sizeof m->file, "%s%s/memory.events", mnt, strcmp(v2, "/") ? v2 : "");
 		if (access(m->file, R_OK) == 0 && cgroup_value(m->file, "oom_kill") >= 0) {
 			char lf[1100];
 			snprintf(lf, sizeof lf, "%s%s/memory.max", mnt, strcmp(v2, "/") ? v2 : "");

@@ -78,7 +78,7 @@ void lc_free(struct lc_server *s);
 
 /* The memory cgroup a process is in, to tell an OOM kill from any other
  * SIGKILL: the kernel's OOM killer counts its kills per memory cgroup (v1
- * memory.oom_control, v2 memory.events: "oom_kill N"), and a memory limit
+ * memory.oom_control, v2 memory.events.local: "oom_kill N"), and a memory limit
  * (a container's, a systemd unit's, a test's) kills by SIGKILL with no line
  * in the server's log. */
 struct lc_memcg {
