@@ -25,6 +25,10 @@ the cgroup's oom_kill count), the five requests before it ok and nothing after
 it, the sweep went on to the 1G config which is ok, no llama-server outlives the
 sweep and no port stays open, and the cgroups (one per server start) are removed.
 
+prlimit --as is no use for this here: with the same server and trace, 700 and
+720 MiB fail the very first request (bad_alloc) and 740-856 MiB never fail: the
+first request's address-space peak, not the session's growth, decides.
+
 Usage: real_sweep_oom.py AGENTREPLAY   (exit 77: no writable cgroup v1 memory controller)
 """
 import glob, json, os, shutil, socket, sqlite3, subprocess, sys, tempfile, time
@@ -170,6 +174,12 @@ measure: {{repeats: 1, warmup: 0, cold: every, until_fail: true, bisect: false,
     kills = sorted(int(l.split()[1]) for g in gs for l in open(os.path.join(g, "memory.oom_control"))
                    if l.startswith("oom_kill "))
     check(kills == [0, 1], f"oom_kill counters of the two groups: {kills}")
+    # the completed session really needs more than the failing limit (so the
+    # limit, not something else, is what stopped the other one)
+    peak = {int(open(os.path.join(g, "memory.limit_in_bytes")).read()):
+            int(open(os.path.join(g, "memory.max_usage_in_bytes")).read()) for g in gs}
+    print("peak memory.usage per limit (MiB):", {k >> 20: round(v / 1048576, 1) for k, v in peak.items()})
+    check(peak.get(1 << 30, 0) > 296 << 20, f"the {LIMIT_OK} session peaked above {LIMIT_FAIL}")
 finally:
     remove_groups()
     check(not groups(), "the cgroups are removed")
