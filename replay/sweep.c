@@ -204,13 +204,13 @@ static void on_failure(void *ud, struct store_request *row)
 				*p = '|';
 		bool oom = killed_by_oom(c, w, killed, sizeof killed);
 		snprintf(c->outcome, sizeof c->outcome, oom ? "oom" : "crash");
-		snprintf(c->evidence, sizeof c->evidence, "server %s during the request; client saw %s%s%.300s; log: %s",
-			 killed[0] ? killed : status, oc, row->evidence ? ": " : "", row->evidence ? row->evidence : "",
-			 tail);
-		/* "server exited (signal 9 ...)" stays greppable when nothing more is known */
-		if (!killed[0])
-			snprintf(c->evidence, sizeof c->evidence, "server exited (%s) during the request; client saw %s%s%.300s; log: %s",
-				 status, oc, row->evidence ? ": " : "", row->evidence ? row->evidence : "", tail);
+		char how[420];
+		if (killed[0])
+			snprintf(how, sizeof how, "%s", killed);
+		else
+			snprintf(how, sizeof how, "exited (%s)", status);
+		snprintf(c->evidence, sizeof c->evidence, "server %s during the request; client saw %s%s%.300s; log: %s", how,
+			 oc, row->evidence ? ": " : "", row->evidence ? row->evidence : "", tail);
 	} else {
 		return;
 	}
