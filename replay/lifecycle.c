@@ -508,3 +508,126 @@ void lc_log_tail(const char *path, int lines, char *out, size_t n)
 		if ((unsigned char)*p < 0x20 && *p != '\n' && *p != '\t')
 			*p = '?';
 }
+
+/* The mount point of the cgroup hierarchy: v1 with the memory controller, or v2. */
+static bool cgroup_mount(bool v2, char *out, size_t n)
+{
+	FILE *f = fopen("/proc/mounts", "re");
+	if (!f)
+		return false;
+	char line[1024];
+	bool found = false;
+	while (!found && fgets(line, sizeof line, f)) {
+		char dev[256], mnt[512], type[64], opts[512];
+		if (sscanf(line, "%255s %511s %63s %511s", dev, mnt, type, opts) != 4)
+			continue;
+		if (v2 ? !strcmp(type, "cgroup2") : !strcmp(type, "cgroup") && strstr(opts, "memory")) {
+			/* "memory" as a whole option, not a part of another one */
+			if (!v2) {
+				bool whole = false;
+				for (char *tok = strtok(opts, ","); tok && !whole; tok = strtok(NULL, ","))
+					whole = !strcmp(tok, "memory");
+				if (!whole)
+					continue;
+			}
+			snprintf(out, n, "%s", mnt);
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* The value of "key N" in a cgroup file; -1 when absent or unreadable. */
+static long long cgroup_value(const char *file, const char *key)
+{
+	FILE *f = fopen(file, "re");
+	if (!f)
+		return -1;
+	char line[256];
+	long long v = -1;
+	size_t kl = strlen(key);
+	while (fgets(line, sizeof line, f)) {
+		if (!key[0]) {
+			v = strncmp(line, "max", 3) ? strtoll(line, NULL, 10) : -1;
+			break;
+		}
+		if (!strncmp(line, key, kl) && line[kl] == ' ') {
+			v = strtoll(line + kl + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+bool lc_memcg_of(pid_t pid, struct lc_memcg *m)
+{
+	memset(m, 0, sizeof *m);
+	m->limit = m->oom_kills = -1;
+	char p[64];
+	snprintf(p, sizeof p, "/proc/%d/cgroup", (int)pid);
+	FILE *f = fopen(p, "re");
+	if (!f)
+		return false;
+	char line[1024], v1[512] = "", v2[512] = "";
+	bool have_v1 = false, have_v2 = false;
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = '\0';
+		/* ID:CONTROLLERS:PATH */
+		char *c1 = strchr(line, ':');
+		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (!c2)
+			continue;
+		*c2 = '\0';
+		const char *ctl = c1 + 1, *path = c2 + 1;
+		if (!strcmp(line, "0") && !*ctl) {
+			snprintf(v2, sizeof v2, "%s", path);
+			have_v2 = true;
+			continue;
+		}
+		char tmp[256];
+		snprintf(tmp, sizeof tmp, "%s", ctl);
+		for (char *tok = strtok(tmp, ","); tok; tok = strtok(NULL, ","))
+			if (!strcmp(tok, "memory")) {
+				snprintf(v1, sizeof v1, "%s", path);
+				have_v1 = true;
+			}
+	}
+	fclose(f);
+	char mnt[512];
+	/* a path outside our cgroup namespace reads "/.." and is not ours to look at */
+	if (have_v1 && !strstr(v1, "/..") && cgroup_mount(false, mnt, sizeof mnt)) {
+		snprintf(m->file, sizeof m->file, "%s%s/memory.oom_control", mnt, strcmp(v1, "/") ? v1 : "");
+		if (access(m->file, R_OK) == 0 && cgroup_value(m->file, "oom_kill") >= 0) {
+			char lf[1100];
+			snprintf(lf, sizeof lf, "%s%s/memory.limit_in_bytes", mnt, strcmp(v1, "/") ? v1 : "");
+			long long l = cgroup_value(lf, "");
+			m->limit = l > 0 && l < (1LL << 60) ? l : -1; /* "unlimited" reads as 2^63 rounded to a page */
+			snprintf(m->path, sizeof m->path, "%s", v1);
+			m->oom_kills = cgroup_value(m->file, "oom_kill");
+			return true;
+		}
+	}
+	if (have_v2 && !strstr(v2, "/..") && cgroup_mount(true, mnt, sizeof mnt)) {
+		/* .local: kills of this group's own processes, not of its children's */
+		snprintf(m->file, sizeof m->file, "%s%s/memory.events.local", mnt, strcmp(v2, "/") ? v2 : "");
+		if (access(m->file, R_OK) != 0)
+			snprintf(m->file, sizeof m->file, "%s%s/memory.events", mnt, strcmp(v2, "/") ? v2 : "");
+		if (access(m->file, R_OK) == 0 && cgroup_value(m->file, "oom_kill") >= 0) {
+			char lf[1100];
+			snprintf(lf, sizeof lf, "%s%s/memory.max", mnt, strcmp(v2, "/") ? v2 : "");
+			m->limit = cgroup_value(lf, "");
+			snprintf(m->path, sizeof m->path, "%s", v2);
+			m->oom_kills = cgroup_value(m->file, "oom_kill");
+			return true;
+		}
+	}
+	m->file[0] = '\0';
+	return false;
+}
+
+long long lc_memcg_oom_kills(const struct lc_memcg *m)
+{
+	return m->file[0] ? cgroup_value(m->file, "oom_kill") : -1;
+}

@@ -76,6 +76,23 @@ struct lc_stop_result {
 int lc_stop(struct lc_server *s, struct lc_stop_result *r, struct ar_err *err);
 void lc_free(struct lc_server *s);
 
+/* The memory cgroup a process is in, to tell an OOM kill from any other
+ * SIGKILL: the kernel's OOM killer counts its kills per memory cgroup (v1
+ * memory.oom_control, v2 memory.events.local: "oom_kill N"), and a memory limit
+ * (a container's, a systemd unit's, a test's) kills by SIGKILL with no line
+ * in the server's log. */
+struct lc_memcg {
+	char path[512];     /* the group, as /proc/PID/cgroup names it */
+	char file[1024];    /* the file holding "oom_kill N"; empty when none */
+	long long limit;    /* bytes; -1 when unlimited or unknown */
+	long long oom_kills; /* when read; -1 when unknown */
+};
+/* Fills m for pid (call it while the process lives). Returns false when no
+ * memory cgroup with an oom_kill counter is found (m->file empty). */
+bool lc_memcg_of(pid_t pid, struct lc_memcg *m);
+/* The group's oom_kill counter now; -1 when it cannot be read. */
+long long lc_memcg_oom_kills(const struct lc_memcg *m);
+
 /* The last `lines` lines of a log file (at most n-1 bytes, the last ones). */
 void lc_log_tail(const char *path, int lines, char *out, size_t n);
 

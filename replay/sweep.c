@@ -89,6 +89,8 @@ struct cfg_run {
 	char url[2048], health[2048];
 	char **argv, **env;
 	bool crash_recorded;
+	struct lc_memcg memcg; /* the server's memory cgroup, read when it got ready */
+	bool have_memcg;
 	/* strings handed to the engine's row by on_failure */
 	char outcome[24];
 	char evidence[1200];
@@ -144,6 +146,32 @@ static const char *scan_log(struct cfg_run *c, char *evidence, size_t n)
 	return cls;
 }
 
+/* A server that died by SIGKILL while the sweep had not stopped it: did the
+ * kernel's OOM killer do it? A memory limit kills with no line in the log;
+ * the server's memory cgroup counts the kills. True (class oom) when that
+ * counter went up since the server got ready; what is known goes to ev
+ * (empty when the server did not die by SIGKILL). */
+static bool killed_by_oom(struct cfg_run *c, int w, char *ev, size_t n)
+{
+	ev[0] = '\0';
+	if (!WIFSIGNALED(w) || WTERMSIG(w) != SIGKILL)
+		return false;
+	long long now = c->have_memcg ? lc_memcg_oom_kills(&c->memcg) : -1;
+	if (c->have_memcg && c->memcg.oom_kills >= 0 && now > c->memcg.oom_kills) {
+		char lim[64] = "no limit of its own";
+		if (c->memcg.limit > 0)
+			snprintf(lim, sizeof lim, "limit %.1f MiB", (double)c->memcg.limit / 1048576.0);
+		snprintf(ev, n, "killed by signal 9 from the kernel's OOM killer: memory cgroup %s (%s) counted oom_kill %lld -> %lld",
+			 c->memcg.path, lim, c->memcg.oom_kills, now);
+		return true;
+	}
+	if (c->have_memcg)
+		snprintf(ev, n, "killed by signal 9, not sent by the sweep; its memory cgroup %s counted no OOM kill", c->memcg.path);
+	else
+		snprintf(ev, n, "killed by signal 9, not sent by the sweep (the kernel's OOM killer or a memory limit?)");
+	return false;
+}
+
 /* The engine's hook: a request failed; what does the server say? */
 static void on_failure(void *ud, struct store_request *row)
 {
@@ -169,14 +197,20 @@ static void on_failure(void *ud, struct store_request *row)
 		snprintf(c->evidence, sizeof c->evidence, "server log: %s%s%s%s", line, exited ? " (server " : "",
 			 status, exited ? ")" : "");
 	} else if (exited) {
-		char tail[700];
+		char tail[700], killed[400];
 		lc_log_tail(c->log_path, 3, tail, sizeof tail);
 		for (char *p = tail; *p; p++)
 			if (*p == '\n')
 				*p = '|';
-		snprintf(c->outcome, sizeof c->outcome, "crash");
-		snprintf(c->evidence, sizeof c->evidence, "server exited (%s) during the request; client saw %s%s%.300s; log: %s",
-			 status, oc, row->evidence ? ": " : "", row->evidence ? row->evidence : "", tail);
+		bool oom = killed_by_oom(c, w, killed, sizeof killed);
+		snprintf(c->outcome, sizeof c->outcome, oom ? "oom" : "crash");
+		char how[420];
+		if (killed[0])
+			snprintf(how, sizeof how, "%s", killed);
+		else
+			snprintf(how, sizeof how, "exited (%s)", status);
+		snprintf(c->evidence, sizeof c->evidence, "server %s during the request; client saw %s%s%.300s; log: %s", how,
+			 oc, row->evidence ? ": " : "", row->evidence ? row->evidence : "", tail);
 	} else {
 		return;
 	}
@@ -298,6 +332,7 @@ static int start_server(struct cfg_run *c, char **fail_json, struct ar_err *err)
 	lc_free(c->srv);
 	c->srv = NULL;
 	c->log_mark = file_size(c->log_path);
+	c->have_memcg = false;
 	if (lc_start(&c->srv, &spec, err) < 0) {
 		snprintf(msg, sizeof msg, "%s", err->msg);
 		cls = "start_failed";
@@ -327,6 +362,7 @@ static int start_server(struct cfg_run *c, char **fail_json, struct ar_err *err)
 	char rd[64];
 	snprintf(rd, sizeof rd, "after %.2f s", ready_s);
 	event(c, "ready", rd);
+	c->have_memcg = lc_memcg_of(lc_pid(c->srv), &c->memcg);
 	c->log_mark = file_size(c->log_path);
 	return 0;
 fail:;
@@ -471,8 +507,11 @@ static int probe(struct cfg_run *c, int64_t tokens, int64_t out_tokens, bool *fa
 			*failed = true;
 			char line[600] = "";
 			const char *lc = scan_log(c, line, sizeof line);
-			snprintf(cls, cls_n, "%s", lc && !strcmp(lc, "oom") ? "oom" : "crash");
-			snprintf(evid, evid_n, "%s", line[0] ? line : err->msg);
+			int w = 0;
+			char killed[400] = "";
+			bool oom = lc_exited(c->srv, &w) && killed_by_oom(c, w, killed, sizeof killed);
+			snprintf(cls, cls_n, "%s", (lc && !strcmp(lc, "oom")) || oom ? "oom" : "crash");
+			snprintf(evid, evid_n, "%s", line[0] ? line : killed[0] ? killed : err->msg);
 			rc = 0;
 		}
 		goto out;
@@ -661,11 +700,13 @@ static int run_one(struct store *st, int64_t run_id, const struct sweep_opts *o,
 		lc_status_text(w, stt, sizeof stt);
 		const char *lc = scan_log(&c, line, sizeof line);
 		lc_log_tail(c.log_path, 20, tail, sizeof tail);
+		char killed[400];
+		bool oom = killed_by_oom(&c, w, killed, sizeof killed);
 		failure = cJSON_CreateObject();
 		cJSON_AddStringToObject(failure, "phase", es.requests ? "replay" : "warmup");
 		cJSON_AddNullToObject(failure, "turn");
-		cJSON_AddStringToObject(failure, "class", lc && !strcmp(lc, "oom") ? "oom" : "crash");
-		cJSON_AddStringToObject(failure, "evidence", line[0] ? line : eerr.msg);
+		cJSON_AddStringToObject(failure, "class", (lc && !strcmp(lc, "oom")) || oom ? "oom" : "crash");
+		cJSON_AddStringToObject(failure, "evidence", line[0] ? line : killed[0] ? killed : eerr.msg);
 		cJSON_AddStringToObject(failure, "exit", stt);
 		cJSON_AddStringToObject(failure, "log_tail", tail);
 		status = "failed";
