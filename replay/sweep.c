@@ -1,4 +1,5 @@
 #include "sweep.h"
+#include "arrival.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -274,6 +275,15 @@ static void engine_cfg_of(struct cfg_run *c, struct engine_cfg *e, const char *c
 	e->stop = c->o->stop;
 	e->on_failure = on_failure;
 	e->on_failure_ud = c;
+	/* the managed server's memory, sampled like run --server-pid */
+	e->server_pid = c->srv ? (int64_t)lc_pid(c->srv) : 0;
+	e->mem_interval_s = m->mem_interval_s;
+	e->mem_budget = m->mem_budget;
+	e->concurrency = m->concurrency;
+	e->pace = m->pace;
+	e->seed = m->seed;
+	if (m->arrival[0] && arrival_parse(m->arrival, &e->arrival, NULL) < 0)
+		e->arrival.kind = ARRIVAL_ALL; /* checked when the sweep was loaded (cmd_sweep) */
 }
 
 static void stop_server(struct cfg_run *c);
@@ -498,6 +508,10 @@ static int probe(struct cfg_run *c, int64_t tokens, int64_t out_tokens, bool *fa
 	e.cold = COLD_NONE;
 	e.until_fail = true;
 	e.slo_ttft_ms = e.slo_decode_tps = 0; /* probes look for where it breaks, not for slowness */
+	e.mem_interval_s = 0;                 /* single requests: nothing to fit */
+	e.concurrency = 1;
+	e.arrival.kind = ARRIVAL_ALL;
+	e.pace = 0;
 	struct engine_summary sum;
 	struct engine_obs none = {c, NULL, NULL, NULL};
 	c->log_mark = file_size(c->log_path);

@@ -547,7 +547,8 @@ static int parse_backend(const struct config_doc *d, const cJSON *j, struct swee
 static int parse_measure(const struct config_doc *d, const cJSON *j, struct sweep_measure *m, struct ar_err *err)
 {
 	static const char *const known[] = {"repeats", "warmup", "cold", "until_fail", "bisect", "slo", "ttft_timeout",
-					    "stall_timeout", "history", "plain_openai", "max_tokens_field", "extra", NULL};
+					    "stall_timeout", "history", "plain_openai", "max_tokens_field", "extra",
+					    "mem_interval", "mem_budget", "concurrency", "arrival", "pace", "seed", NULL};
 	if (!j)
 		return 0;
 	if (!cJSON_IsObject(j))
@@ -611,6 +612,45 @@ static int parse_measure(const struct config_doc *d, const cJSON *j, struct swee
 		    config_get_num(d, slo, "decode_tps", CONFIG_OPTIONAL, 0.001, 1e9, &m->slo_decode_tps, err) < 0)
 			return -1;
 	}
+	const cJSON *mi = cJSON_GetObjectItemCaseSensitive(j, "mem_interval");
+	if (mi && !(cJSON_IsNumber(mi) && mi->valuedouble == 0) && !(cJSON_IsString(mi) && !strcmp(mi->valuestring, "off"))) {
+		int64_t ns = 0;
+		if (get_duration(d, j, "mem_interval", &ns, err) < 0)
+			return -1;
+		m->mem_interval_s = (double)ns / 1e9;
+	} else if (mi) {
+		m->mem_interval_s = 0;
+	}
+	const cJSON *mb = cJSON_GetObjectItemCaseSensitive(j, "mem_budget");
+	if (mb) {
+		uint64_t bytes = 0;
+		struct ar_err e2 = {0};
+		if (cJSON_IsNumber(mb) && mb->valuedouble >= 1 && mb->valuedouble < 9e18)
+			bytes = (uint64_t)mb->valuedouble;
+		else if (!cJSON_IsString(mb) || units_parse_bytes(mb->valuestring, &bytes, &e2) < 0 || !bytes)
+			return config_error(d, mb, "measure.mem_budget", err, "expected a size such as 24GiB%s%s",
+					    e2.msg[0] ? ": " : "", e2.msg);
+		m->mem_budget = (int64_t)bytes;
+	}
+	v = m->concurrency;
+	if (config_get_int(d, j, "concurrency", CONFIG_OPTIONAL, 1, 100000, &v, err) < 0)
+		return -1;
+	m->concurrency = (int)v;
+	s = NULL;
+	if (config_get_str(d, j, "arrival", CONFIG_OPTIONAL, &s, err) < 0)
+		return -1;
+	if (s) {
+		if (strlen(s) >= sizeof m->arrival)
+			return config_error(d, cJSON_GetObjectItemCaseSensitive(j, "arrival"), "measure.arrival", err,
+					    "too long (all, stagger:DURATION, poisson:RATE or trace)");
+		snprintf(m->arrival, sizeof m->arrival, "%s", s);
+	}
+	if (config_get_num(d, j, "pace", CONFIG_OPTIONAL, 0, 1e6, &m->pace, err) < 0)
+		return -1;
+	v = (int64_t)m->seed;
+	if (config_get_int(d, j, "seed", CONFIG_OPTIONAL, 0, INT64_MAX, &v, err) < 0)
+		return -1;
+	m->seed = (uint64_t)v;
 	const cJSON *extra = cJSON_GetObjectItemCaseSensitive(j, "extra");
 	if (extra) {
 		if (!cJSON_IsObject(extra))
@@ -1107,6 +1147,9 @@ int sweepcfg_parse(struct sweep_plan **out, const char *text, size_t n, const ch
 	p->m.until_fail = true;
 	p->m.ttft_timeout_ns = 600 * 1000000000ll;
 	p->m.stall_timeout_ns = 60 * 1000000000ll;
+	p->m.mem_interval_s = 0.1;
+	p->m.pace = -1;
+	p->m.seed = 1;
 	sweepcfg_hash(text, n, p->hash);
 	if (!(p->path = strdup(name)) || (dir && !(p->dir = strdup(dir)))) {
 		ar_err_set(err, AR_ENOMEM, "out of memory");

@@ -94,6 +94,15 @@ struct sweep_measure {
 	int64_t ttft_timeout_ns, stall_timeout_ns;
 	int max_tokens_field;
 	char *extra_json; /* members of `extra` without braces, or NULL */
+	/* memory sampling of the managed server (default every 100 ms; 0 = off) */
+	double mem_interval_s;
+	int64_t mem_budget; /* bytes; 0 = auto */
+	/* many sessions at once (run --concurrency): the arrival spec is checked
+	 * by the replay layer (arrival_parse) when the sweep starts */
+	int concurrency;   /* 0/1 = one session at a time */
+	char arrival[64];  /* "" = all at once */
+	double pace;       /* < 0 = default */
+	uint64_t seed;
 };
 
 struct sweep_plan {

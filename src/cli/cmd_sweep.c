@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arrival.h"
 #include "cli.h"
 #include "clock.h"
 #include "gen.h"
@@ -461,6 +462,12 @@ static int sweep_main(int argc, char **argv)
 	struct sweep_plan *plan = NULL;
 	if (sweepcfg_load(&plan, argv[0], &err) < 0) {
 		cli_error_err(&err);
+		return EXIT_USAGE;
+	}
+	struct arrival arr;
+	if (plan->m.arrival[0] && arrival_parse(plan->m.arrival, &arr, &err) < 0) {
+		cli_error("%s: measure.arrival: %s", argv[0], err.msg);
+		sweepcfg_free(plan);
 		return EXIT_USAGE;
 	}
 	if (c.dry) {
