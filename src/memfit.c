@@ -16,10 +16,52 @@ static int cmp_pt(const void *a, const void *b)
 	return p->x < q->x ? -1 : p->x > q->x ? 1 : cmp_d(&p->y, &q->y);
 }
 
+/* The k-th smallest of v[0..n) (Hoare's selection, median-of-three pivot):
+ * O(n) on average where a sort is O(n log n); v is reordered. */
+static double select_k(double *v, size_t n, size_t k)
+{
+	size_t lo = 0, hi = n - 1;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		double a = v[lo], b = v[mid], c = v[hi];
+		double pv = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+		size_t i = lo, j = hi;
+		while (i <= j) {
+			while (v[i] < pv)
+				i++;
+			while (v[j] > pv)
+				j--;
+			if (i <= j) {
+				double t = v[i];
+				v[i] = v[j];
+				v[j] = t;
+				i++;
+				if (j == 0)
+					break;
+				j--;
+			}
+		}
+		if (k <= j)
+			hi = j;
+		else if (k >= i)
+			lo = i;
+		else
+			return v[k];
+	}
+	return v[k];
+}
+
 static double median(double *v, size_t n)
 {
-	qsort(v, n, sizeof *v, cmp_d);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	double hi = select_k(v, n, n / 2);
+	if (n % 2)
+		return hi;
+	/* the lower middle is the largest of what select_k left below n/2 */
+	double lo = v[0];
+	for (size_t i = 1; i < n / 2; i++)
+		if (v[i] > lo)
+			lo = v[i];
+	return (lo + hi) / 2;
 }
 
 /* Theil-Sen slope and intercept of (x[i], y[i]); false when no pair has

@@ -42,7 +42,7 @@ struct memfit {
 /* Fits the points (order does not matter; non-finite points are skipped).
  * Above MEMFIT_MAX_POINTS points an evenly spaced subset by depth is used.
  * Returns 0 with out->ok, or -1 when out of memory (out->ok false). */
-#define MEMFIT_MAX_POINTS 2000
+#define MEMFIT_MAX_POINTS 1000
 int memfit_fit(const struct memfit_point *p, size_t n, struct memfit *out);
 
 /* The depth (tokens) where the line reaches budget bytes: -1 when the
