@@ -152,10 +152,16 @@ def run_curl(n=50):
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": 1, "stream": False})
     meas = []
     for _ in range(n):
-        p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_starttransfer} %{time_pretransfer}",
+        p = subprocess.run(["curl", "-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{time_starttransfer} %{time_pretransfer}",
                             "-H", "Content-Type: application/json", "-d", body,
                             f"http://127.0.0.1:{port}/v1/chat/completions"], capture_output=True, text=True)
-        st, pre = map(float, p.stdout.split())
+        try:
+            st, pre = map(float, p.stdout.split())
+        except ValueError:
+            print(f"curl gave no timing (exit {p.returncode}: {p.stderr.strip()[:200]}); skipped", file=sys.stderr)
+            srv.terminate()
+            srv.wait()
+            return None
         meas.append((st - pre) * 1000)
     srv.terminate()
     srv.wait()
