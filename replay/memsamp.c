@@ -202,7 +202,30 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
 	return size * n;
 }
 
-/* One /metrics scrape: the KV usage ratio, or NaN. */
+/* The KV usage gauges, in the order they are looked for. vLLM's "_perc"
+ * gauges are 0..1 fractions like the others. */
+static const char *const kv_gauges[] = {"llamacpp:kv_cache_usage_ratio", "vllm:gpu_cache_usage_perc",
+					"vllm:kv_cache_usage_perc", "sglang:token_usage"};
+
+/* The largest finite value of a gauge over its label sets (vLLM data
+ * parallel has one per engine, each with its own KV pool: the fullest one
+ * is the one that runs out; a sum of fractions would mean nothing), or NaN. */
+static double gauge_max(const struct prom_set *ps, const char *name)
+{
+	double v = NAN;
+	for (size_t i = 0, n = prom_count(ps); i < n; i++) {
+		const struct prom_sample *s = prom_sample_at(ps, i);
+		if (!strcmp(s->name, name) && isfinite(s->value) && (isnan(v) || s->value > v))
+			v = s->value;
+	}
+	return v;
+}
+
+/* One /metrics scrape: the KV usage ratio, or NaN. A failure that may pass
+ * (no connection, a timeout, 503 while the model loads) counts towards
+ * METRICS_GIVE_UP consecutive ones; an answer that will not change (404,
+ * 501 without --metrics, not Prometheus text, no KV gauge) gives up at
+ * once. Giving up leaves one note saying why. */
 static double scrape_kv(struct memsamp *m, CURL *c, int *fails, bool *gave_up)
 {
 	struct fetch f = {BUF_INIT, false};
@@ -216,11 +239,18 @@ static double scrape_kv(struct memsamp *m, CURL *c, int *fails, bool *gave_up)
 	msg[0] = '\0';
 	if (rc != CURLE_OK) {
 		if (f.too_big)
-			snprintf(msg, sizeof msg, "%s: answer larger than %u bytes", m->metrics_url, METRICS_MAX);
+			snprintf(msg, sizeof msg, "%s: answer larger than %u bytes; backend KV usage not sampled",
+				 m->metrics_url, METRICS_MAX);
+		else
+			snprintf(msg, sizeof msg, "%s: %s; backend KV usage not sampled", m->metrics_url,
+				 curl_easy_strerror(rc));
 		(*fails)++;
 	} else if (status != 200) {
 		snprintf(msg, sizeof msg, "%s answers HTTP %ld; backend KV usage not sampled", m->metrics_url, status);
-		*fails = METRICS_GIVE_UP; /* not enabled (llama-server without --metrics: 501) */
+		if (status == 503)
+			(*fails)++; /* loading the model */
+		else
+			*fails = METRICS_GIVE_UP; /* not enabled (llama-server without --metrics: 501) */
 	} else {
 		struct prom_set *ps = NULL;
 		struct ar_err err = {0};
@@ -229,25 +259,24 @@ static double scrape_kv(struct memsamp *m, CURL *c, int *fails, bool *gave_up)
 				 m->metrics_url, err.msg);
 			*fails = METRICS_GIVE_UP;
 		} else {
-			static const char *const names[] = {"llamacpp:kv_cache_usage_ratio", "vllm:gpu_cache_usage_perc",
-							    "vllm:kv_cache_usage_perc", "sglang:token_usage"};
-			for (size_t i = 0; i < sizeof names / sizeof names[0] && isnan(kv); i++) {
-				double v = prom_sum(ps, names[i]);
-				if (isfinite(v))
-					kv = v;
-			}
-			if (isnan(kv))
-				*fails = METRICS_GIVE_UP; /* metrics without a KV gauge (llama-server has none) */
-			else
+			for (size_t i = 0; i < sizeof kv_gauges / sizeof kv_gauges[0] && isnan(kv); i++)
+				kv = gauge_max(ps, kv_gauges[i]);
+			if (isnan(kv)) {
+				/* metrics without a KV gauge (llama-server has none) */
+				snprintf(msg, sizeof msg,
+					 "%s has no KV-cache gauge (%s, %s, %s or %s); backend KV usage not sampled",
+					 m->metrics_url, kv_gauges[0], kv_gauges[1], kv_gauges[2], kv_gauges[3]);
+				*fails = METRICS_GIVE_UP;
+			} else {
 				*fails = 0;
+			}
 		}
 		prom_set_free(ps);
 	}
 	buf_free(&f.b);
 	if (*fails >= METRICS_GIVE_UP && !*gave_up) {
 		*gave_up = true;
-		if (msg[0])
-			add_note(m, msg);
+		add_note(m, msg);
 	}
 	return kv;
 }
