@@ -69,31 +69,40 @@ def rows(db):
         con.close()
 
 
-def server_ports(db):
-    """Ports of every server the sweep started (from the `started` events)."""
+def servers(db):
+    """(pid, port) of every server the sweep started (its `started` events)."""
     con = sqlite3.connect(db)
     try:
-        det = [d for (d,) in con.execute("SELECT detail FROM events WHERE kind='started'").fetchall() if d]
+        det = [d for (d,) in con.execute("SELECT detail FROM events WHERE kind='started' ORDER BY id").fetchall() if d]
     except sqlite3.Error:
         det = []
     finally:
         con.close()
-    ports = set()
+    out = []
     for d in det:
         try:
-            ports.add(int(json.loads(d)["port"]))
+            j = json.loads(d)
+            out.append((int(j["pid"]), int(j["port"])))
         except (ValueError, KeyError, TypeError):
-            check(False, f"a started event without its port: {d[:200]}")
-    return ports
+            check(False, f"a started event without its pid and port: {d[:200]}")
+    return out
 
 
-def port_open(p):
-    s = socket.socket()
-    s.settimeout(0.2)
+def alive(pid, port):
+    """The server process is still there (a zombie or a reused pid running something else
+    does not count: ports and pids are reused by other tests running beside this one)."""
     try:
-        return s.connect_ex(("127.0.0.1", p)) == 0
-    finally:
-        s.close()
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    return b"serve" in cmd and str(port).encode() in cmd
+
+
+SEEN = {}  # store -> number of started events already checked
 
 
 def after_kill(db, label):
@@ -115,12 +124,14 @@ def after_kill(db, label):
     finally:
         con.close()
     # servers die with the sweep (parent-death signal); give them a moment
-    deadline = time.time() + 5
-    left = [p for p in server_ports(db) if port_open(p)]
+    started = servers(db)
+    new, SEEN[db] = started[SEEN.get(db, 0):], len(started)
+    deadline = time.time() + 10
+    left = [s for s in new if alive(*s)]
     while left and time.time() < deadline:
-        time.sleep(0.1)
-        left = [p for p in left if port_open(p)]
-    check(not left, f"{label}: servers still listening on {left}")
+        time.sleep(0.05)
+        left = [s for s in left if alive(*s)]
+    check(not left, f"{label}: servers (pid, port) still running: {left}")
 
 
 # ---- the reference: one uninterrupted sweep ---------------------------------------------------
