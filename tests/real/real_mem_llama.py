@@ -202,7 +202,10 @@ def main():
         check(all(r["mem_peak_bytes"] and r["mem_end_bytes"] and r["mem_peak_bytes"] >= r["mem_end_bytes"] > 0
                   for r in rows), "mem_peak_bytes >= mem_end_bytes > 0 on every row")
         mem = cfg.get("memory") or {}
-        check(mem.get("gpu") == "none" and mem.get("source") == "rss", f"memory summary: gpu none, source rss ({mem})")
+        # the fit's source is rss or host_drop: this trace runs deepest first, so memory does not
+        # grow with depth here and the choice between the two is the host's noise, not a finding
+        check(mem.get("gpu") == "none" and mem.get("source") in ("rss", "host_drop"),
+              f"memory summary: gpu none, source rss or host_drop ({mem})")
 
         timeline(db, rows)
         blocks = parse_log(log)
