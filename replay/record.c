@@ -113,6 +113,20 @@ struct xreq {
 	double t_done_ms;
 };
 
+/* Waits on x->cv (x->mu held) for at most 100 ms: the relay's two sides
+ * re-check their conditions (closing, client gone) at least that often. */
+static void wait_100ms(struct xreq *x)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts); /* pthread_cond_timedwait's clock */
+	ts.tv_nsec += 100 * 1000 * 1000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+}
+
 /* A session of the trace: its lines so far (session line + turns), kept
  * to rewrite the file when another session's turn lands before its end. */
 struct rses {
@@ -155,6 +169,8 @@ static double wall_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Waits on x->cv (x->mu held) for at most 100 ms: the relay's two sides
+ * re-check their conditions (closing, client gone) at least that often. */
 static void note(struct rec *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note(struct rec *r, const char *fmt, ...)
 {
@@ -865,14 +881,7 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 		x->headers_done = true;
 	}
 	while (x->q.len > RELAY_HIGH && !x->client_gone && !x->rec->closing) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+		wait_100ms(x);
 	}
 	bool gone = x->client_gone || x->rec->closing;
 	if (!gone && buf_append(&x->q, p, n) < 0)
@@ -1038,14 +1047,7 @@ static ssize_t relay(void *cls, uint64_t pos, char *out, size_t max)
 	struct xreq *x = cls;
 	pthread_mutex_lock(&x->mu);
 	while (!x->q.len && !x->record_done && !x->rec->closing) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+		wait_100ms(x);
 	}
 	ssize_t n;
 	if (x->q.len) {
