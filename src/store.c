@@ -139,30 +139,40 @@ static int user_version(struct store *s, int *v, struct ar_err *err)
 	return 0;
 }
 
+/* All pending migrations run in one transaction: a process killed while it
+ * creates or upgrades a store leaves the old schema or the new one, never a
+ * half-way version that another reader would see (or mistake for current).
+ * The version is read inside the write lock, so two writers opening the
+ * same new store do not both migrate it. */
 static int migrate(struct store *s, struct ar_err *err)
 {
 	int v;
+	if (exec(s, "BEGIN IMMEDIATE", err) < 0)
+		return ar_err_prefix(err, "locking the store to check its schema");
 	if (user_version(s, &v, err) < 0)
-		return -1;
-	if (v > NMIGRATIONS)
-		return ar_err_set(err, AR_EUNSUPPORTED,
-				  "store '%s' has schema version %d, newer than this agentreplay understands (%d); "
-				  "use a newer agentreplay",
-				  s->path, v, NMIGRATIONS);
-	for (; v < NMIGRATIONS; v++) {
-		char pragma[64];
-		snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d;", v + 1);
-		if (exec(s, "BEGIN IMMEDIATE", err) < 0)
-			return -1;
-		if (exec(s, migrations[v], err) < 0 || exec(s, pragma, err) < 0) {
-			exec(s, "ROLLBACK", NULL);
-			return ar_err_prefix(err, "migrating to schema %d", v + 1);
-		}
-		if (exec(s, "COMMIT", err) < 0)
-			return -1;
+		goto fail;
+	if (v > NMIGRATIONS) {
+		ar_err_set(err, AR_EUNSUPPORTED,
+			   "store '%s' has schema version %d, newer than this agentreplay understands (%d); "
+			   "use a newer agentreplay",
+			   s->path, v, NMIGRATIONS);
+		goto fail;
 	}
+	for (; v < NMIGRATIONS; v++) {
+		if (exec(s, migrations[v], err) < 0) {
+			ar_err_prefix(err, "migrating to schema %d", v + 1);
+			goto fail;
+		}
+	}
+	char pragma[64];
+	snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d;", v);
+	if (exec(s, pragma, err) < 0 || exec(s, "COMMIT", err) < 0)
+		goto fail;
 	s->version = v;
 	return 0;
+fail:
+	exec(s, "ROLLBACK", NULL);
+	return -1;
 }
 
 /* A store that exists but lacks our tables is "not a store". */

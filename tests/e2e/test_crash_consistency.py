@@ -102,6 +102,10 @@ def alive(pid, port):
     return b"serve" in cmd and str(port).encode() in cmd
 
 
+class EmptyStore(Exception):
+    pass
+
+
 SEEN = {}  # store -> number of started events already checked
 
 
@@ -112,6 +116,11 @@ def after_kill(db, label):
     try:
         ic = con.execute("PRAGMA integrity_check").fetchone()[0]
         check(ic == "ok", f"{label}: integrity_check says {ic}")
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if version == 0 and tables == 0:
+            raise EmptyStore  # killed before the schema was created: nothing recorded yet
+        check(version == 2, f"{label}: schema version {version} (a half-made store?)")
         dup = con.execute("SELECT count(*) FROM (SELECT c.key, r.session, r.turn, r.repeat, r.cache, count(*) n"
                           " FROM requests r JOIN configs c ON c.id = r.config_id WHERE c.status != 'superseded'"
                           " GROUP BY 1,2,3,4,5 HAVING n > 1)").fetchone()[0]
@@ -121,6 +130,8 @@ def after_kill(db, label):
         check(bad == 0, f"{label}: {bad} incomplete rows")
     except sqlite3.Error as e:
         check(False, f"{label}: store unreadable: {e}")
+    except EmptyStore:
+        pass
     finally:
         con.close()
     # servers die with the sweep (parent-death signal); give them a moment
@@ -153,14 +164,19 @@ check(len(ref) > 20 and "ok" in outcomes and "oom" in outcomes, f"reference rows
 stores = 0
 db = None
 kills = tries = 0
-while kills < KILLS and tries < KILLS * 4:
+done = 0.0
+while kills < KILLS and tries < KILLS * 6:
     if db is None:
         stores += 1
         db = os.path.join(work, f"crash{stores}.db")
     resume = os.path.exists(db)
-    delay = T * (kills + rng.random()) / KILLS
     if resume:
-        delay *= 0.5  # what is left to do
+        # a resume has only what is left after the first kill (about T - done); a kill point mostly inside it,
+        # sometimes past its end, so that completed resumes are checked too
+        delay = max(T - done, 0.1 * T) * rng.uniform(0.05, 1.1)
+    else:
+        delay = T * (kills + rng.random()) / KILLS
+        done = delay
     p = sweep(db, "--resume") if resume else sweep(db)
     time.sleep(delay)
     tries += 1
