@@ -1518,6 +1518,15 @@ int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, i
 				goto out;
 	rc = 0;
 out:
+	if (rc == 0 && r.loop) {
+		/* how the arrival times were taken: the kernel's receive stamps or,
+		 * where it gave none, the clock when the loop got to the bytes */
+		long long kern, clk;
+		hx_loop_stamps(r.loop, &kern, &clk);
+		char ev[96];
+		snprintf(ev, sizeof ev, "{\"kernel_rx\":%lld,\"clock\":%lld}", kern, clk);
+		rc = store_event_add(st, run_id, config_id, "arrival_stamps", ev, err);
+	}
 	if (rc == 0 && r.mem) {
 		rc = memrun_finish(r.mem, st, config_id, &sum->mem, err);
 		r.mem = NULL;

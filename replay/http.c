@@ -6,7 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -23,6 +28,8 @@ struct hx_xfer {
 	ar_ns t_last_data;
 	bool got_body;
 	bool got_status;
+	bool chunked;          /* Transfer-Encoding: chunked (framing bytes between body pieces) */
+	int local_port;        /* of its connection (told by curl before the request is sent) */
 	bool abort_requested;
 	struct hx_xfer *next, *prev;
 };
@@ -42,9 +49,49 @@ struct hx_loop {
 	ar_ns curl_deadline;  /* curl's timer, 0 = none */
 	ar_ns next_check;     /* no transfer deadline can pass before this (0 = check) */
 	int nsocks;
+	/* Kernel receive stamps (see rx_peek): while curl reads the socket rx_fd,
+	 * the rx_left bytes queued there before the read arrived at rx_t or
+	 * earlier. rx_t = 0: no stamp, callbacks read the clock. */
+	ar_ns rx_t;
+	size_t rx_left;
+	int rx_fd;
+	int *port_of;          /* local TCP port of each watched socket, by fd (0 = unknown) */
+	int n_port_of;
+	long long n_kernel, n_clock; /* how the response pieces were stamped */
+	char peek[65536];
 };
 
 static int global_inited;
+
+/* Which connection a socket is: its local port, matched with the one curl
+ * gives each transfer (prereq_cb), so that a receive stamp of one socket is
+ * never given to a transfer on another. */
+static void note_port(struct hx_loop *l, int fd)
+{
+	if (fd < 0)
+		return;
+	if (fd >= l->n_port_of) {
+		int n = l->n_port_of ? l->n_port_of : 64;
+		while (n <= fd)
+			n *= 2;
+		int *p = realloc(l->port_of, (size_t)n * sizeof *p);
+		if (!p)
+			return; /* no port known: its data gets clock stamps */
+		memset(p + l->n_port_of, 0, (size_t)(n - l->n_port_of) * sizeof *p);
+		l->port_of = p;
+		l->n_port_of = n;
+	}
+	struct sockaddr_storage sa;
+	socklen_t sl = sizeof sa;
+	int port = 0;
+	if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0) {
+		if (sa.ss_family == AF_INET)
+			port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+		else if (sa.ss_family == AF_INET6)
+			port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+	}
+	l->port_of[fd] = port;
+}
 
 /* curl: watch (or stop watching) socket s. sockp is our per-socket mark:
  * non-NULL once the socket is in the epoll set. */
@@ -72,8 +119,105 @@ static int socket_cb(CURL *e, curl_socket_t s, int what, void *ud, void *sockp)
 			epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev);
 		curl_multi_assign(l->multi, s, (void *)1);
 		l->nsocks++;
+		note_port(l, s);
 	}
 	return 0;
+}
+
+/* Every connection asks the kernel to stamp what it receives (the time the
+ * data reached this host's network stack, CLOCK_REALTIME). A kernel that
+ * refuses leaves the callbacks reading the clock, as before. */
+static int sockopt_cb(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+	(void)ud;
+	if (purpose == CURLSOCKTYPE_IPCXN) {
+		int on = 1;
+		(void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+	}
+	return CURL_SOCKOPT_OK;
+}
+
+/* Before curl reads a readable socket: how many bytes wait on it and when
+ * the newest of them arrived, from a MSG_PEEK of the whole queue (which
+ * consumes nothing). A timestamp taken in a callback is late by however long
+ * this loop was busy elsewhere (with 1,000 streams, most of the error); the
+ * kernel's is not. The queue's newest arrival bounds every byte in it from
+ * above, so a stamp is never early; it is exact when one write of the server
+ * waits, which is the case whenever the loop keeps up with the token rate. */
+static void rx_peek(struct hx_loop *l, int fd)
+{
+	struct iovec iov = {l->peek, sizeof l->peek};
+	union {
+		char buf[CMSG_SPACE(sizeof(struct timespec))];
+		struct cmsghdr align;
+	} c;
+	struct msghdr m;
+	memset(&m, 0, sizeof m);
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	m.msg_control = c.buf;
+	m.msg_controllen = sizeof c.buf;
+	l->rx_t = 0;
+	/* Only a queue with bytes in it is peeked: a peek of an empty one would
+	 * take the socket's pending error (a reset) and curl would then read a
+	 * clean end of stream instead. With bytes queued a read never reports
+	 * the error. */
+	int queued = 0;
+	if (ioctl(fd, SIOCINQ, &queued) < 0 || queued <= 0)
+		return;
+	ssize_t n = recvmsg(fd, &m, MSG_PEEK | MSG_DONTWAIT);
+	if (n <= 0)
+		return;
+	struct timespec ts = {0, 0};
+	bool got = false;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS &&
+		    cm->cmsg_len >= CMSG_LEN(sizeof ts)) {
+			memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+			got = true;
+		}
+	}
+	if (!got)
+		return;
+	/* the age of the data on the realtime clock, applied to the monotonic one
+	 * (both read together: nanoseconds apart; a step of the realtime clock
+	 * shows as a negative or absurd age and is ignored) */
+	struct timespec rt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	ar_ns now = clock_now();
+	ar_ns age = ((ar_ns)rt.tv_sec - (ar_ns)ts.tv_sec) * AR_NS_PER_S + ((ar_ns)rt.tv_nsec - (ar_ns)ts.tv_nsec);
+	if (age < 0 || age > 60 * AR_NS_PER_S)
+		return;
+	l->rx_t = now - age;
+	l->rx_left = (size_t)n;
+	l->rx_fd = fd;
+}
+
+/* The arrival time of raw_len more bytes that curl read from x's socket:
+ * the kernel's stamp while they can be among the bytes peeked, else now.
+ * raw_len must not undercount what curl read to deliver them (framing
+ * included), or a byte read after the peek could get the earlier stamp. */
+static ar_ns arrival(struct hx_xfer *x, size_t raw_len)
+{
+	ar_ns now = clock_now();
+	struct hx_loop *l = x->loop;
+	if (l->rx_t) {
+		int port = l->rx_fd < l->n_port_of ? l->port_of[l->rx_fd] : 0;
+		if (raw_len <= l->rx_left && port && port == x->local_port && l->rx_t <= now) {
+			l->rx_left -= raw_len;
+			l->n_kernel++;
+			return l->rx_t;
+		}
+		l->rx_t = 0; /* past the peeked bytes: the rest of this read is newer */
+	}
+	l->n_clock++;
+	return now;
+}
+
+void hx_loop_stamps(const struct hx_loop *l, long long *kernel, long long *clock)
+{
+	*kernel = l->n_kernel;
+	*clock = l->n_clock;
 }
 
 static int timer_cb(CURLM *m, long timeout_ms, void *ud)
@@ -161,6 +305,7 @@ void hx_loop_free(struct hx_loop *l)
 	curl_multi_cleanup(l->multi);
 	if (l->epfd >= 0)
 		close(l->epfd);
+	free(l->port_of);
 	free(l);
 }
 
@@ -172,6 +317,7 @@ static int prereq_cb(void *ud, char *conn_primary_ip, char *conn_local_ip, int c
 		     int conn_local_port)
 {
 	struct hx_xfer *x = ud;
+	x->local_port = conn_local_port;
 	x->res.t_sent = clock_now();
 	return CURL_PREREQFUNC_OK;
 }
@@ -180,7 +326,7 @@ static size_t header_cb(char *data, size_t size, size_t n, void *ud)
 {
 	struct hx_xfer *x = ud;
 	size_t len = size * n;
-	ar_ns t = clock_now();
+	ar_ns t = arrival(x, len); /* header lines come as read */
 	if (!x->res.t_first_byte)
 		x->res.t_first_byte = t;
 	/* status lines reset the state: a 100 Continue or a redirect comes first */
@@ -189,6 +335,11 @@ static size_t header_cb(char *data, size_t size, size_t n, void *ud)
 		x->res.status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		x->res.content_type[0] = '\0';
 		x->got_status = false;
+		x->chunked = false;
+	} else if (len > 18 && !strncasecmp(data, "transfer-encoding:", 18)) {
+		for (size_t i = 18; i + 7 <= len; i++)
+			if (!strncasecmp(data + i, "chunked", 7))
+				x->chunked = true;
 	} else if (len > 13 && !strncasecmp(data, "content-type:", 13)) {
 		size_t i = 13;
 		while (i < len && (data[i] == ' ' || data[i] == '\t'))
@@ -215,7 +366,16 @@ static size_t write_cb(char *data, size_t size, size_t n, void *ud)
 {
 	struct hx_xfer *x = ud;
 	size_t len = size * n;
-	ar_ns t = clock_now(); /* first: the arrival time of these bytes */
+	/* first: the arrival time of these bytes. A chunked body came with at
+	 * most hex digits + CRLF + CRLF of framing per piece (more than that, as
+	 * a chunk may come in several pieces: never less, so never early) */
+	size_t raw = len;
+	if (x->chunked) {
+		raw += 4;
+		for (size_t v = len; v; v >>= 4)
+			raw++;
+	}
+	ar_ns t = arrival(x, raw);
 	x->t_last_data = t;
 	if (!x->got_body && x->opts.stall_timeout_ns > 0) {
 		/* from the first-token deadline to the (maybe earlier) stall one */
@@ -271,6 +431,7 @@ struct hx_xfer *hx_start(struct hx_loop *l, const char *url, const char *const *
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
 	curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
 	/* never let curl decode or buffer: we want bytes as they arrive */
 	curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 65536L);
@@ -420,10 +581,13 @@ int hx_poll(struct hx_loop *l, ar_ns until, struct ar_err *err)
 			return ar_err_set(err, AR_EIO, "epoll_wait: %s", strerror(errno));
 		}
 		for (int i = 0; i < n; i++) {
+			if (evs[i].events & EPOLLIN)
+				rx_peek(l, evs[i].data.fd);
 			int mask = (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP) ? CURL_CSELECT_IN : 0) |
 				   (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
 				   (evs[i].events & EPOLLERR ? CURL_CSELECT_ERR : 0);
 			mc = curl_multi_socket_action(l->multi, evs[i].data.fd, mask, &still);
+			l->rx_t = 0;
 			if (mc != CURLM_OK)
 				return ar_err_set(err, AR_EINTERNAL, "libcurl: %s", curl_multi_strerror(mc));
 			drain(l);

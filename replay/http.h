@@ -2,12 +2,16 @@
  *
  * Every request to a backend goes through here. One loop (struct hx_loop)
  * drives any number of transfers; concurrency is just more transfers. Each
- * transfer reports, with CLOCK_MONOTONIC timestamps taken in the callback
- * where the event happens:
+ * transfer reports, with CLOCK_MONOTONIC timestamps:
  *   t_sent        the request is on the wire (CURLOPT_PREREQFUNCTION: after
  *                 connect, right before the request is written)
  *   on_status     the first response byte (status line)
  *   on_body       each body chunk as it arrives, with its arrival time
+ * Arrival times are the kernel's receive stamps where it gives them
+ * (SO_TIMESTAMPNS, read with a MSG_PEEK before curl reads): the time the
+ * bytes reached this host, not the later time this loop got round to them.
+ * Where it cannot (no stamp, or bytes read after the peek) the callback
+ * reads the clock. A stamp is never earlier than the bytes' arrival.
  *   on_done       the end: curl's result, HTTP status, connect time
  * Connections are kept alive and reused across requests to the same host, so
  * connect time is measured apart from TTFT (connect_ms is 0 on reuse).
@@ -82,6 +86,9 @@ int hx_loop_sockets(const struct hx_loop *l);
 /* Keep-alive pool size: at least n connections (one per concurrent session);
  * never below the default of 4096. */
 void hx_loop_set_max_conns(struct hx_loop *l, long n);
+/* How many response pieces (header lines, body chunks) got the kernel's
+ * receive stamp and how many the clock at callback time. */
+void hx_loop_stamps(const struct hx_loop *l, long long *kernel, long long *clock);
 /* Aborts every running transfer (their on_done reports aborted). */
 void hx_abort_all(struct hx_loop *l);
 
