@@ -154,7 +154,7 @@ try:
 
     # sim serve: one prefill queue, so sessions that arrive together wait
     sp = os.path.join(work, "sp")
-    sim = start([AR, "sim", "serve", "--port", "0", "--port-file", sp, "--time-scale", "1000",
+    sim = start([AR, "sim", "serve", "--port", "0", "--port-file", sp, "--time-scale", "200",
                  "--profile", "hw=cpu-2core,model=qwen3-8b,quant=q4_k_m,engine=llama-server"], sp)
     one = os.path.join(work, "one.jsonl")
     write_trace(one, 1, 2)
@@ -163,6 +163,7 @@ try:
     t0 = sorted(r["ttft_ms"] for r in out["configs"][0]["requests"] if r["turn"] == 0)
     check("sim serve: 6 first turns", len(t0) == 6, t0)
     check("sim serve: queueing shows in TTFT (last first-turn TTFT > 3 x the first)", t0[-1] > 3 * t0[0], t0)
+    print("sim serve first-turn TTFTs (ms):", t0)
     fl = [r["in_flight"] for r in out["configs"][0]["requests"] if r["turn"] == 0]
     check("sim serve: they were in flight together", max(fl) >= 4, fl)
 finally:
