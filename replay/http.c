@@ -58,6 +58,10 @@ struct hx_loop {
 	int *port_of;          /* local TCP port of each watched socket, by fd (0 = unknown) */
 	int n_port_of;
 	long long n_kernel, n_clock; /* how the response pieces were stamped */
+	/* easy handles of finished transfers, for the next ones: a new handle
+	 * costs allocations and a 64 KiB receive buffer per request */
+	CURL **idle;
+	int n_idle, cap_idle;
 	char peek[65536];
 };
 
@@ -268,13 +272,27 @@ void hx_loop_set_max_conns(struct hx_loop *l, long n)
 	curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, n > 4096 ? n : 4096L);
 }
 
+#define HX_MAX_IDLE 65536
+
 static void xfer_free(struct hx_xfer *x)
 {
 	if (!x)
 		return;
 	if (x->easy) {
-		curl_multi_remove_handle(x->loop->multi, x->easy);
-		curl_easy_cleanup(x->easy);
+		struct hx_loop *l = x->loop;
+		curl_multi_remove_handle(l->multi, x->easy);
+		if (l->n_idle == l->cap_idle && l->cap_idle < HX_MAX_IDLE) {
+			int cap = l->cap_idle ? 2 * l->cap_idle : 64;
+			CURL **p = realloc(l->idle, (size_t)cap * sizeof *p);
+			if (p) {
+				l->idle = p;
+				l->cap_idle = cap;
+			}
+		}
+		if (l->n_idle < l->cap_idle)
+			l->idle[l->n_idle++] = x->easy;
+		else
+			curl_easy_cleanup(x->easy);
 	}
 	curl_slist_free_all(x->headers);
 	free(x->body);
@@ -303,6 +321,9 @@ void hx_loop_free(struct hx_loop *l)
 		xfer_free(x);
 	}
 	curl_multi_cleanup(l->multi);
+	for (int i = 0; i < l->n_idle; i++)
+		curl_easy_cleanup(l->idle[i]);
+	free(l->idle);
 	if (l->epfd >= 0)
 		close(l->epfd);
 	free(l->port_of);
@@ -405,7 +426,10 @@ struct hx_xfer *hx_start(struct hx_loop *l, const char *url, const char *const *
 	x->ud = ud;
 	if (o)
 		x->opts = *o;
-	if (!(x->easy = curl_easy_init()))
+	/* a handle of an earlier transfer has every option below set already;
+	 * those that differ per request are set again */
+	x->easy = l->n_idle ? l->idle[--l->n_idle] : curl_easy_init();
+	if (!x->easy)
 		goto oom;
 	for (const char *const *h = headers; h && *h; h++) {
 		struct curl_slist *nl = curl_slist_append(x->headers, *h);
@@ -436,14 +460,17 @@ struct hx_xfer *hx_start(struct hx_loop *l, const char *url, const char *const *
 	curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 65536L);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "agentreplay/" AR_VERSION);
-	if (x->opts.connect_timeout_ns > 0)
-		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(x->opts.connect_timeout_ns / AR_NS_PER_MS));
+	/* 0: curl's default */
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+			 x->opts.connect_timeout_ns > 0 ? (long)(x->opts.connect_timeout_ns / AR_NS_PER_MS) : 0L);
 	if (body) {
 		if (!(x->body = malloc(body_len ? body_len : 1)))
 			goto oom;
 		memcpy(x->body, body, body_len);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+	} else {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	}
 	x->res.t_start = clock_now();
 	CURLMcode mc = curl_multi_add_handle(l->multi, e);

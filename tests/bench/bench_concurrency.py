@@ -13,14 +13,28 @@ For each session count L (default 1, 100, 1000), in the same invocation:
 TTFT error = client TTFT - (t_first_token - t_recv) of the same request in
 the server log (matched by prompt_tokens, unique per session and turn).
 Stamp lateness = the client's first-token timestamp - the server's hand-over
-of that token to the socket: the client's own share of the TTFT error (the
-rest is the request's way to the server, and a busy server reading late).
+of that token to the socket: the client's own share of the TTFT error.
+Pickup = TTFT error - stamp lateness = the server's request-read instant -
+the client's send stamp: the request's way to the server and the server
+getting round to reading it (no client can see that part; a busy server or
+host makes it grow).
 ITL error = the request's client ITL p50 (p99) - the same percentile of the
 server's own token gaps. Turn 0 of each session (new connection) is left out.
 CPU per token: the client process's user+sys CPU / tokens it streamed
-(start-up included: small runs overstate it).
+(start-up included: small runs overstate it); load: that CPU / the client's
+wall time (near 1.0 with one core = the client is saturated, and its
+stamps can no longer keep up). Stamps: the share of agentreplay's arrival
+stamps that came from the kernel (SO_TIMESTAMPNS) rather than the clock.
 
-Usage: [ITL_MS=25] bench_concurrency.py AGENTREPLAY AR_FAULTSRV [LEVELS] [TURNS] [TOKENS]
+Answers are TOKENS long (default 64: a coding agent's answers are longer,
+this keeps runs short); TOKENS=8 makes per-request work dominate (a stress
+of the request path, not of streaming).
+
+CLIENT_CPU=N pins every client (agentreplay, the asyncio client, curl) to
+CPU N and the server to the other CPUs (taskset): "1,000 sessions on one
+core" measured as such, with the server not competing for it.
+
+Usage: [ITL_MS=25] [CLIENT_CPU=N] bench_concurrency.py AGENTREPLAY AR_FAULTSRV [LEVELS] [TURNS] [TOKENS]
   e.g. bench_concurrency.py build/agentreplay build/tests/peers/ar-faultsrv 1,100,1000
 """
 import json, os, resource, shutil, sqlite3, subprocess, sys, tempfile, time
@@ -28,10 +42,25 @@ import json, os, resource, shutil, sqlite3, subprocess, sys, tempfile, time
 AR, FS = sys.argv[1], sys.argv[2]
 LEVELS = [int(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "1,100,1000").split(",")]
 TURNS = int(sys.argv[4]) if len(sys.argv) > 4 else 3
-TOKENS = int(sys.argv[5]) if len(sys.argv) > 5 else 8
+TOKENS = int(sys.argv[5]) if len(sys.argv) > 5 else 64
 TTFT_MS, PAD = 20, 32
 ITL_MS = float(os.environ.get("ITL_MS", "25"))  # 40 tok/s per session: 40k tok/s at 1,000 sessions
 HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENT_CPU = os.environ.get("CLIENT_CPU")
+if CLIENT_CPU is not None and not shutil.which("taskset"):
+    sys.exit("CLIENT_CPU needs taskset (util-linux)")
+NCPU = os.cpu_count() or 1
+
+
+def pin_client(cmd):
+    return ["taskset", "-c", CLIENT_CPU, *cmd] if CLIENT_CPU is not None else cmd
+
+
+def pin_server(cmd):
+    if CLIENT_CPU is None or NCPU < 2:
+        return cmd
+    others = ",".join(str(c) for c in range(NCPU) if c != int(CLIENT_CPU))
+    return ["taskset", "-c", others, *cmd]
 work = tempfile.mkdtemp(prefix="ar-bench-conc-")
 
 
@@ -44,8 +73,8 @@ def pct(v, p):
 
 def server(tag):
     pf, log = os.path.join(work, tag + ".port"), os.path.join(work, tag + ".log")
-    p = subprocess.Popen([FS, "--port", "0", "--port-file", pf, "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS),
-                          "--log", log], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(pin_server([FS, "--port", "0", "--port-file", pf, "--ttft-ms", str(TTFT_MS), "--itl-ms",
+                                     str(ITL_MS), "--log", log]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not (os.path.exists(pf) and open(pf).read().strip()):
         time.sleep(0.01)
     return p, int(open(pf).read()), log
@@ -67,16 +96,20 @@ def truth(log):
 
 
 def cpu_of(cmd, **kw):
+    """(result, CPU seconds, CPU / wall) of a client run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    t0 = time.monotonic()
+    p = subprocess.run(pin_client(cmd), capture_output=True, text=True, **kw)
+    wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return p, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return p, cpu, cpu / wall if wall > 0 else float("nan")
 
 
 def errors(rows, tr):
     """rows: (prompt_tokens, ttft_ms, itl_p50_ms, itl_p99_ms, first_token_ns) -> error lists in us:
     TTFT, ITL p50, ITL p99, and the first-token stamp's lateness (client stamp - server hand-over)."""
-    e_t, e_50, e_99, late = [], [], [], []
+    e_t, e_50, e_99, late, pick = [], [], [], [], []
     for k, ttft, i50, i99, first in rows:
         if k not in tr or ttft is None:
             continue
@@ -84,15 +117,18 @@ def errors(rows, tr):
         e_t.append((ttft - true_ttft) * 1000)
         if first is not None:
             late.append((first - t_first) / 1000)
+            pick.append(e_t[-1] - late[-1])
         if gaps and i50 is not None:
             e_50.append((i50 - pct(gaps, .5)) * 1000)
             e_99.append((i99 - pct(gaps, .99)) * 1000)
-    return e_t, e_50, e_99, late
+    return e_t, e_50, e_99, late, pick
 
 
 def turns_for(L):
-    # at least ~100 measured requests per level
-    return max(TURNS, -(-100 // L) + 1)
+    # at least ~100 measured requests per level (40 with long answers: one
+    # session streams 64 tokens in 1.6 s)
+    want = 100 if TOKENS <= 16 else 40
+    return max(TURNS, -(-want // L) + 1)
 
 
 def run_ours(L):
@@ -107,7 +143,7 @@ def run_ours(L):
                                     "response": {"output_tokens": TOKENS}}) + "\n")
     srv, port, log = server(f"ours{L}")
     db = os.path.join(work, f"o{L}.db")
-    p, cpu = cpu_of([AR, "run", trace, "--backend", f"openai:http://127.0.0.1:{port}", "--db", db, "--json", "-q",
+    p, cpu, load = cpu_of([AR, "run", trace, "--backend", f"openai:http://127.0.0.1:{port}", "--db", db, "--json", "-q",
                      "--repeats", "1", "--warmup", "0", "--cold", "none", "--concurrency", str(L)])
     srv.terminate()
     srv.wait()
@@ -116,18 +152,21 @@ def run_ours(L):
     rs = json.loads(p.stdout)["configs"][0]["requests"]
     con = sqlite3.connect(db)
     t_begin = json.loads(con.execute("SELECT detail FROM events WHERE kind = 'replay_clock'").fetchone()[0])["t_begin_monotonic_ns"]
+    st = con.execute("SELECT detail FROM events WHERE kind = 'arrival_stamps'").fetchone()
     con.close()
+    st = json.loads(st[0]) if st else {"kernel_rx": 0, "clock": 0}
+    kshare = st["kernel_rx"] / max(1, st["kernel_rx"] + st["clock"])
     toks = sum(r["completion_tokens"] or 0 for r in rs)
     rows = [(r["prompt_tokens"], r["ttft_ms"], r["itl_p50_ms"], r["itl_p99_ms"],
              t_begin + r["sent_ns"] + r["ttft_ms"] * 1e6 if r["ttft_ms"] is not None else None)
             for r in rs if r["turn"] > 0]
-    return errors(rows, truth(log)), cpu / max(toks, 1), max(r["in_flight"] for r in rs)
+    return errors(rows, truth(log)), cpu / max(toks, 1), max(r["in_flight"] for r in rs), load, kshare
 
 
 def run_aio(L):
     TURNS = turns_for(L)
     srv, port, log = server(f"aio{L}")
-    p, cpu = cpu_of([sys.executable, os.path.join(HERE, "aio_client.py"), "127.0.0.1", str(port), str(L), str(TURNS),
+    p, cpu, load = cpu_of([sys.executable, os.path.join(HERE, "aio_client.py"), "127.0.0.1", str(port), str(L), str(TURNS),
                      str(TOKENS), str(PAD)])
     srv.terminate()
     srv.wait()
@@ -142,7 +181,7 @@ def run_aio(L):
         itl = [g / 1e6 for g in r["itl_ns"]]
         rows.append((r["prompt_tokens"], r["ttft_ns"] / 1e6, pct(itl, .5) if itl else None, pct(itl, .99) if itl else None,
                      r["t_sent_ns"] + r["ttft_ns"]))
-    return errors(rows, truth(log)), cpu / max(toks, 1)
+    return errors(rows, truth(log)), cpu / max(toks, 1), load
 
 
 def run_curl(n=50):
@@ -152,9 +191,9 @@ def run_curl(n=50):
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": 1, "stream": False})
     meas = []
     for _ in range(n):
-        p = subprocess.run(["curl", "-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{time_starttransfer} %{time_pretransfer}",
+        p = subprocess.run(pin_client(["curl", "-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{time_starttransfer} %{time_pretransfer}",
                             "-H", "Content-Type: application/json", "-d", body,
-                            f"http://127.0.0.1:{port}/v1/chat/completions"], capture_output=True, text=True)
+                            f"http://127.0.0.1:{port}/v1/chat/completions"]), capture_output=True, text=True)
         try:
             st, pre = map(float, p.stdout.split())
         except ValueError:
@@ -175,19 +214,20 @@ def us(x):
 
 print(f"ar-faultsrv: first token {TTFT_MS} ms after the request is read, then one every {ITL_MS} ms; "
       f"{TURNS} turns x {TOKENS} tokens per session; errors in us (measured - true), turn 0 left out")
-print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+print(f"host: {NCPU} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
+      + (f"clients pinned to CPU {CLIENT_CPU}, server to the others" if CLIENT_CPU is not None else "nothing pinned"))
 hdr = f"{'client':<22} {'sessions':>8} {'n':>6} {'TTFT err p50':>12} {'p99':>8} {'ITL50 err p50':>13} {'p99':>8} " \
-      f"{'ITL99 err p50':>13} {'p99':>8} {'late p50':>9} {'p99':>8} {'CPU/token':>10}"
+      f"{'ITL99 err p50':>13} {'p99':>8} {'late p50':>9} {'p99':>8} {'pickup p50':>10} {'p99':>8} {'CPU/token':>10} {'load':>5} {'stamps':>7}"
 print(hdr)
 print("-" * len(hdr))
 ours_p99 = {}
 ratios = []
 for L in LEVELS:
-    (et, e50, e99, el), cpt, mxf = run_ours(L)
+    (et, e50, e99, el, ep), cpt, mxf, load, kshare = run_ours(L)
     ours_p99[L] = pct(et, .99)
     print(f"{'agentreplay':<22} {L:>8} {len(et):>6} {us(pct(et, .5)):>12} {us(pct(et, .99)):>8} {us(pct(e50, .5)):>13} "
           f"{us(pct(e50, .99)):>8} {us(pct(e99, .5)):>13} {us(pct(e99, .99)):>8} {us(pct(el, .5)):>9} {us(pct(el, .99)):>8} "
-          f"{cpt * 1e6:>8.1f}us"
+          f"{us(pct(ep, .5)):>10} {us(pct(ep, .99)):>8} {cpt * 1e6:>8.1f}us {load:>5.2f} {kshare * 100:>5.0f}%k"
           + (f"  (in flight max {mxf})" if mxf != L else ""))
     if L == 1:
         ec = run_curl()
@@ -196,10 +236,10 @@ for L in LEVELS:
                   f"{'(new connection per request, not streaming)':>40}")
             ratios.append(("curl", 1, pct(ec, .5), pct(ec, .99), pct(et, .5), pct(et, .99)))
     if L >= 10:
-        (at, a50, a99, al), acpt = run_aio(L)
+        (at, a50, a99, al, ap), acpt, aload = run_aio(L)
         print(f"{'python asyncio':<22} {L:>8} {len(at):>6} {us(pct(at, .5)):>12} {us(pct(at, .99)):>8} {us(pct(a50, .5)):>13} "
               f"{us(pct(a50, .99)):>8} {us(pct(a99, .5)):>13} {us(pct(a99, .99)):>8} {us(pct(al, .5)):>9} {us(pct(al, .99)):>8} "
-              f"{acpt * 1e6:>8.1f}us")
+              f"{us(pct(ap, .5)):>10} {us(pct(ap, .99)):>8} {acpt * 1e6:>8.1f}us {aload:>5.2f}")
         ratios.append(("python asyncio", L, pct(at, .5), pct(at, .99), pct(et, .5), pct(et, .99)))
 print()
 for name, L, rp50, rp99, op50, op99 in ratios:
