@@ -22,6 +22,7 @@
 
 #define MAX_EVENT_BYTES (8u << 20)  /* one SSE event / NDJSON line */
 #define MAX_ERROR_BODY (256u << 10) /* kept of a non-stream response */
+#define CONC_BATCH 8                /* finished requests handled between two looks at the sockets */
 
 /* ---- one request -------------------------------------------------------- */
 
@@ -1339,8 +1340,11 @@ static int conc_run(struct run *r, const struct trace_info *tis, struct ar_err *
 			r->stop = true;
 			r->sum->interrupted = true;
 		}
-		/* start sessions whose arrival has come, while there is a slot */
-		while (!r->stop && c.active < (size_t)conc_n && c.next < c.nin && c.t0 + c.arrive[c.next] <= now) {
+		/* start sessions whose arrival has come, while there is a slot (a
+		 * batch at a time, like finished requests below) */
+		size_t started = 0;
+		while (!r->stop && c.active < (size_t)conc_n && c.next < c.nin && c.t0 + c.arrive[c.next] <= now &&
+		       started++ < CONC_BATCH) {
 			struct inst *in = &c.in[c.next++];
 			convo_init(&in->cv, false);
 			convo_reset(&in->cv, in->src->ses);
@@ -1351,7 +1355,8 @@ static int conc_run(struct run *r, const struct trace_info *tis, struct ar_err *
 				goto out;
 		}
 		/* paced turns that are due */
-		while (c.nheap && (c.heap[0]->due <= now || r->stop)) {
+		size_t paced = 0;
+		while (c.nheap && (c.heap[0]->due <= now || r->stop) && paced++ < CONC_BATCH) {
 			struct inst *in = heap_pop(&c);
 			if (inst_send(&c, in, err) < 0)
 				goto out;
@@ -1368,16 +1373,34 @@ static int conc_run(struct run *r, const struct trace_info *tis, struct ar_err *
 			break; /* nothing can happen any more (cannot be: active > 0 means busy or waiting) */
 		if (cfg->stop && (!until || until > now + 200 * AR_NS_PER_MS))
 			until = now + 200 * AR_NS_PER_MS; /* notice a signal soon */
+		if (c.dl.n || started > CONC_BATCH || paced > CONC_BATCH)
+			until = now; /* work is waiting: only read what is ready */
 		if (hx_poll(r->loop, until, err) < 0)
 			goto out;
 		if (!c.dl.n)
 			continue;
-		/* the rows of requests that finished together, in one transaction,
-		 * committed before any of their sessions sends its next request */
-		bool tx = c.dl.n > 1;
+		/* Requests that finished together are handled CONC_BATCH at a time,
+		 * with a look at the sockets between batches: when a thousand
+		 * sessions finish at once, their rows and next requests are a burst
+		 * of work during which first tokens of others arrive, and a token
+		 * read after the next one arrived shares its (later) kernel stamp.
+		 * A batch's rows go in one transaction, committed before any of
+		 * their sessions sends its next request. */
+		struct xreq *batch = c.dl.head, **cut = &c.dl.head;
+		size_t nb = 0;
+		while (*cut && nb < CONC_BATCH) {
+			cut = &(*cut)->next_done;
+			nb++;
+		}
+		c.dl.head = *cut;
+		*cut = NULL;
+		c.dl.n -= nb;
+		if (!c.dl.head)
+			c.dl.tail = &c.dl.head;
+		bool tx = nb > 1;
 		if (tx && store_tx_begin(r->st, err) < 0)
 			goto out;
-		for (struct xreq *x = c.dl.head; x; x = x->next_done) {
+		for (struct xreq *x = batch; x; x = x->next_done) {
 			struct inst *in = (struct inst *)x;
 			struct engine_request q;
 			if (req_finish(r, &in->tr, &in->x, &q, err) < 0)
@@ -1394,10 +1417,7 @@ static int conc_run(struct run *r, const struct trace_info *tis, struct ar_err *
 		if (tx && store_tx_commit(r->st, err) < 0)
 			goto out;
 		now = clock_now();
-		struct xreq *x = c.dl.head;
-		c.dl.head = NULL;
-		c.dl.tail = &c.dl.head;
-		c.dl.n = 0;
+		struct xreq *x = batch;
 		while (x) {
 			struct xreq *nx = x->next_done;
 			if (inst_next(&c, (struct inst *)x, now, err) < 0)

@@ -575,6 +575,7 @@ static ar_ns check_deadlines(struct hx_loop *l, ar_ns now)
 int hx_poll(struct hx_loop *l, ar_ns until, struct ar_err *err)
 {
 	l->finished = 0;
+	bool polled = false; /* one pass over the sockets even when `until` has passed */
 	for (;;) {
 		int still = 0;
 		CURLMcode mc;
@@ -590,11 +591,11 @@ int hx_poll(struct hx_loop *l, ar_ns until, struct ar_err *err)
 		ar_ns next = l->running ? check_deadlines(l, now) : 0;
 		if (l->finished || !l->running)
 			return l->finished;
-		if (until && now >= until)
+		if (until && now >= until && polled)
 			return 0;
 		ar_ns wait = 1000 * AR_NS_PER_MS;
 		if (until && until - now < wait)
-			wait = until - now;
+			wait = until > now ? until - now : 0;
 		if (next && next - now < wait)
 			wait = next > now ? next - now : 0;
 		if (l->curl_deadline)
@@ -607,6 +608,7 @@ int hx_poll(struct hx_loop *l, ar_ns until, struct ar_err *err)
 				continue;
 			return ar_err_set(err, AR_EIO, "epoll_wait: %s", strerror(errno));
 		}
+		polled = true;
 		for (int i = 0; i < n; i++) {
 			if (evs[i].events & EPOLLIN)
 				rx_peek(l, evs[i].data.fd);

@@ -75,8 +75,9 @@ struct hx_xfer *hx_start(struct hx_loop *l, const char *url, const char *const *
  * no limit) passes. Returns the number of transfers still running, or -1. */
 int hx_run(struct hx_loop *l, ar_ns until, struct ar_err *err);
 /* Runs the loop until at least one transfer has finished (its on_done ran),
- * none is running, or `until` (0 = no limit) passes. Returns the number of
- * transfers that finished in this call, or -1. Callbacks may call hx_start
+ * none is running, or `until` (0 = no limit) passes; an `until` already past
+ * still gets one pass over the ready sockets (a poll that does not wait).
+ * Returns the number of transfers that finished in this call, or -1. Callbacks may call hx_start
  * (it takes effect on the next call). The work per event does not depend on
  * the number of running transfers. */
 int hx_poll(struct hx_loop *l, ar_ns until, struct ar_err *err);
