@@ -34,7 +34,12 @@ CLIENT_CPU=N pins every client (agentreplay, the asyncio client, curl) to
 CPU N and the server to the other CPUs (taskset): "1,000 sessions on one
 core" measured as such, with the server not competing for it.
 
-Usage: [ITL_MS=25] [CLIENT_CPU=N] bench_concurrency.py AGENTREPLAY AR_FAULTSRV [LEVELS] [TURNS] [TOKENS]
+LOW_LATENCY=1 holds /dev/cpu_dma_latency at 0 for the run (what latency
+benchmarks such as cyclictest do; needs root): idle CPUs stop entering deep
+sleep states, whose wake-up (tens to hundreds of us) otherwise shows in the
+server's pickup of a request when the host is nearly idle (1 session).
+
+Usage: [ITL_MS=25] [CLIENT_CPU=N] [LOW_LATENCY=1] bench_concurrency.py AGENTREPLAY AR_FAULTSRV [LEVELS] [TURNS] [TOKENS]
   e.g. bench_concurrency.py build/agentreplay build/tests/peers/ar-faultsrv 1,100,1000
 """
 import json, os, resource, shutil, sqlite3, subprocess, sys, tempfile, time
@@ -50,6 +55,13 @@ CLIENT_CPU = os.environ.get("CLIENT_CPU")
 if CLIENT_CPU is not None and not shutil.which("taskset"):
     sys.exit("CLIENT_CPU needs taskset (util-linux)")
 NCPU = os.cpu_count() or 1
+pm_qos = None
+if os.environ.get("LOW_LATENCY") == "1":
+    try:
+        pm_qos = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+        os.write(pm_qos, (0).to_bytes(4, "little"))
+    except OSError as e:
+        sys.exit(f"LOW_LATENCY=1: cannot hold /dev/cpu_dma_latency at 0: {e}")
 
 
 def pin_client(cmd):
@@ -215,7 +227,8 @@ def us(x):
 print(f"ar-faultsrv: first token {TTFT_MS} ms after the request is read, then one every {ITL_MS} ms; "
       f"{TURNS} turns x {TOKENS} tokens per session; errors in us (measured - true), turn 0 left out")
 print(f"host: {NCPU} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
-      + (f"clients pinned to CPU {CLIENT_CPU}, server to the others" if CLIENT_CPU is not None else "nothing pinned"))
+      + (f"clients pinned to CPU {CLIENT_CPU}, server to the others" if CLIENT_CPU is not None else "nothing pinned")
+      + ("; CPU wake-up latency held at 0 (/dev/cpu_dma_latency)" if pm_qos is not None else ""))
 hdr = f"{'client':<22} {'sessions':>8} {'n':>6} {'TTFT err p50':>12} {'p99':>8} {'ITL50 err p50':>13} {'p99':>8} " \
       f"{'ITL99 err p50':>13} {'p99':>8} {'late p50':>9} {'p99':>8} {'pickup p50':>10} {'p99':>8} {'CPU/token':>10} {'load':>5} {'stamps':>7}"
 print(hdr)
