@@ -182,6 +182,20 @@ int rpt_inflight_bucket(int64_t f)
 	return b;
 }
 
+double rpt_inflight_hit(const struct rpt_model *m, const struct rpt_cfg *c, int b)
+{
+	int64_t prompt = 0, cached = 0;
+	for (size_t k = 0; k < c->n; k++) {
+		const struct rpt_req *r = &m->req[c->first + k];
+		if (r->done && r->cache == RQ_WARM && r->in_flight >= 1 && rpt_inflight_bucket(r->in_flight) == b &&
+		    r->prompt > 0 && r->cached >= 0 && r->cached <= r->prompt) {
+			prompt += r->prompt;
+			cached += r->cached;
+		}
+	}
+	return prompt > 0 ? (double)cached / (double)prompt : NAN;
+}
+
 void rpt_inflight_label(int b, char *out, size_t n)
 {
 	if (b <= 1)

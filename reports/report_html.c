@@ -589,8 +589,9 @@ static void summary(struct buf *b, const struct rpt_model *m)
 
 static void inflight(struct buf *b, const struct rpt_model *m)
 {
-	buf_puts(b, "<h2>Warm TTFT by requests in flight</h2>\n<table class=\"sum\"><thead><tr><th>config</th><th>in flight</th>"
-		    "<th>requests</th><th>p50 (ms)</th><th>p90 (ms)</th><th>p99 (ms)</th></tr></thead><tbody>\n");
+	buf_puts(b, "<h2>Warm TTFT and prefix-cache hit by requests in flight</h2>\n<table class=\"sum\"><thead><tr>"
+		    "<th>config</th><th>in flight</th><th>requests</th><th>p50 (ms)</th><th>p90 (ms)</th><th>p99 (ms)</th>"
+		    "<th>cache hit</th></tr></thead><tbody>\n");
 	for (size_t i = 0; i < m->ncfg; i++) {
 		const struct rpt_cfg *c = &m->cfg[i];
 		if (c->hidden || !c->n || !c->concurrent)
@@ -609,16 +610,18 @@ static void inflight(struct buf *b, const struct rpt_model *m)
 				continue;
 			struct rpt_stat s;
 			rpt_stat_of(v, n, &s);
-			char lab[48], p[3][32];
+			char lab[48], p[3][32], hit[16];
 			rpt_inflight_label(bk, lab, sizeof lab);
+			double h = rpt_inflight_hit(m, c, bk);
+			snprintf(hit, sizeof hit, isnan(h) ? "-" : "%.1f%%", h * 100);
 			rpt_fmt_ms(rpt_percentile(v, n, 50), p[0], sizeof p[0]);
 			rpt_fmt_ms(rpt_percentile(v, n, 90), p[1], sizeof p[1]);
 			rpt_fmt_ms(rpt_percentile(v, n, 99), p[2], sizeof p[2]);
 			buf_puts(b, "<tr><th>");
 			esc(b, c->name);
 			buf_printf(b, "</th><td class=\"n\">%s</td><td class=\"n\">%zu</td><td class=\"n\">%s</td>"
-				      "<td class=\"n\">%s</td><td class=\"n\">%s</td></tr>\n",
-				   lab, n, p[0], p[1], p[2]);
+				      "<td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%s</td></tr>\n",
+				   lab, n, p[0], p[1], p[2], hit);
 		}
 		free(v);
 	}

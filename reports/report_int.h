@@ -41,6 +41,7 @@ struct rpt_req {
 	uint32_t cfg;  /* index into model->cfg */
 	uint32_t sess; /* index into model->sess */
 	int64_t turn, repeat, depth, mem, in_flight; /* -1 unknown */
+	int64_t prompt, cached;                      /* tokens the server reported; -1 unknown */
 	double ttft, decode, prefill;                /* NaN unknown */
 	uint8_t cache;                               /* RQ_* */
 	bool done;                                   /* completed: outcome ok or slo */
@@ -186,6 +187,10 @@ long rpt_series(const struct rpt_model *m, const struct rpt_cfg *c, enum rpt_met
 /* the in-flight buckets of the concurrency table: 1, 2, 3-4, 5-8, ... */
 int rpt_inflight_bucket(int64_t in_flight);
 void rpt_inflight_label(int b, char *out, size_t n);
+/* The prefix-cache hit rate of c's completed warm requests in bucket b:
+ * cached / prompt tokens over those whose server reported both; NaN when
+ * none did. How sessions competing for the cache show. */
+double rpt_inflight_hit(const struct rpt_model *m, const struct rpt_cfg *c, int b);
 
 /* Test hook of report_text: allocation number n (from 0, counting from
  * this call) fails; -1 none. rpt_text_allocs: allocations since. */

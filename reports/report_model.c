@@ -361,7 +361,8 @@ static int load_requests(sqlite3 *db, struct rpt_model *m, bool keep_rows, struc
 	const int i_ttft = rpt_col_find("ttft_ms"), i_dec = rpt_col_find("decode_tps"),
 		  i_pre = rpt_col_find("prefill_tps"), i_mem = rpt_col_find("mem_peak_bytes"),
 		  i_gpu = rpt_col_find("gpu_peak_bytes"), i_host = rpt_col_find("host_drop_bytes"),
-		  i_inf = rpt_col_find("in_flight"), i_out = rpt_col_find("outcome"), i_ev = rpt_col_find("evidence");
+		  i_inf = rpt_col_find("in_flight"), i_out = rpt_col_find("outcome"), i_ev = rpt_col_find("evidence"),
+		  i_pt = rpt_col_find("prompt_tokens"), i_ct = rpt_col_find("cached_tokens");
 	if (rpt_iter_open(&it, db, m, true, err) < 0)
 		return -1;
 	while ((rc = rpt_iter_next(&it, err)) == 1) {
@@ -378,6 +379,8 @@ static int load_requests(sqlite3 *db, struct rpt_model *m, bool keep_rows, struc
 			mem = col_i64(st, i_host);
 		r->mem = mem;
 		r->in_flight = col_i64(st, i_inf);
+		r->prompt = col_i64(st, i_pt);
+		r->cached = col_i64(st, i_ct);
 		if (r->in_flight > 1)
 			m->concurrent = c->concurrent = true;
 		const char *outcome = (const char *)sqlite3_column_text(st, i_out);

@@ -440,8 +440,8 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 			goto oom;
 	}
 	if (m->concurrent) {
-		static const char *const h[] = {"config", "in flight", "requests", "p50", "p90", "p99"};
-		tbl_init(&t, 6, h, "lrrrrr");
+		static const char *const h[] = {"config", "in flight", "requests", "p50", "p90", "p99", "cache hit"};
+		tbl_init(&t, 7, h, "lrrrrrr");
 		for (size_t i = 0; i < m->ncfg; i++) {
 			const struct rpt_cfg *c = &m->cfg[i];
 			if (c->hidden || !c->n || !c->concurrent)
@@ -463,17 +463,20 @@ int report_text(const struct rpt_model *m, bool md, FILE *out, struct ar_err *er
 					continue;
 				struct rpt_stat s;
 				rpt_stat_of(v, n, &s);
-				char lab[48], p50[32], p90[32], p99[32];
+				char lab[48], p50[32], p90[32], p99[32], hit[16];
 				rpt_inflight_label(b, lab, sizeof lab);
+				double hr = rpt_inflight_hit(m, c, b);
+				snprintf(hit, sizeof hit, isnan(hr) ? "-" : "%.1f%%", hr * 100);
 				rpt_fmt_ms(rpt_percentile(v, n, 50), p50, sizeof p50);
 				rpt_fmt_ms(rpt_percentile(v, n, 90), p90, sizeof p90);
 				rpt_fmt_ms(rpt_percentile(v, n, 99), p99, sizeof p99);
-				char *row[] = {cfg_label(c, md), tx_strdup(lab), fmt("%zu", n), tx_strdup(p50), tx_strdup(p90), tx_strdup(p99)};
+				char *row[] = {cfg_label(c, md), tx_strdup(lab), fmt("%zu", n), tx_strdup(p50), tx_strdup(p90), tx_strdup(p99),
+					       tx_strdup(hit)};
 				tbl_row(&t, row);
 			}
 			free(v);
 		}
-		if (tbl_print(&t, "Warm TTFT by requests in flight (ms, completed requests)", md, out) < 0)
+		if (tbl_print(&t, "Warm TTFT and prefix-cache hit by requests in flight (ms, completed requests)", md, out) < 0)
 			goto oom;
 	}
 	fputs(md ? "Notes:\n\n" : "Notes:\n", out);
