@@ -32,7 +32,8 @@ of the request path, not of streaming).
 
 CLIENT_CPU=N pins every client (agentreplay, the asyncio client, curl) to
 CPU N and the server to the other CPUs (taskset): "1,000 sessions on one
-core" measured as such, with the server not competing for it.
+core" measured as such, with the server not competing for it. SERVER_CPUS=
+LIST (taskset syntax) pins the server to those instead.
 
 LOW_LATENCY=1 holds /dev/cpu_dma_latency at 0 for the run (what latency
 benchmarks such as cyclictest do; needs root): idle CPUs stop entering deep
@@ -68,7 +69,12 @@ def pin_client(cmd):
     return ["taskset", "-c", CLIENT_CPU, *cmd] if CLIENT_CPU is not None else cmd
 
 
+SERVER_CPUS = os.environ.get("SERVER_CPUS")
+
+
 def pin_server(cmd):
+    if SERVER_CPUS:
+        return ["taskset", "-c", SERVER_CPUS, *cmd]
     if CLIENT_CPU is None or NCPU < 2:
         return cmd
     others = ",".join(str(c) for c in range(NCPU) if c != int(CLIENT_CPU))
@@ -227,7 +233,8 @@ def us(x):
 print(f"ar-faultsrv: first token {TTFT_MS} ms after the request is read, then one every {ITL_MS} ms; "
       f"{TURNS} turns x {TOKENS} tokens per session; errors in us (measured - true), turn 0 left out")
 print(f"host: {NCPU} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
-      + (f"clients pinned to CPU {CLIENT_CPU}, server to the others" if CLIENT_CPU is not None else "nothing pinned")
+      + (f"clients pinned to CPU {CLIENT_CPU}, " if CLIENT_CPU is not None else "clients not pinned, ")
+      + (f"server to CPUs {SERVER_CPUS}" if SERVER_CPUS else "server to the other CPUs" if CLIENT_CPU is not None else "server not pinned")
       + ("; CPU wake-up latency held at 0 (/dev/cpu_dma_latency)" if pm_qos is not None else ""))
 hdr = f"{'client':<22} {'sessions':>8} {'n':>6} {'TTFT err p50':>12} {'p99':>8} {'ITL50 err p50':>13} {'p99':>8} " \
       f"{'ITL99 err p50':>13} {'p99':>8} {'late p50':>9} {'p99':>8} {'pickup p50':>10} {'p99':>8} {'CPU/token':>10} {'load':>5} {'stamps':>7}"
