@@ -232,6 +232,23 @@ static void run_all(struct hx_loop *l)
 	assert_int_equal(hx_run(l, clock_now() + 10 * AR_NS_PER_S, &err), 0);
 }
 
+/* A scripted server and a loop to talk to it; done() joins and frees both. */
+static struct hx_loop *setup(struct script *sc, pthread_t *th)
+{
+	*th = server_start(sc);
+	struct hx_loop *l;
+	struct ar_err err = {0};
+	assert_int_equal(hx_loop_new(&l, &err), 0);
+	return l;
+}
+
+static void done(struct hx_loop *l, struct script *sc, pthread_t th)
+{
+	hx_loop_free(l);
+	pthread_join(th, NULL);
+	close(sc->lfd);
+}
+
 /* Every piece stamped no earlier than its write; in order; all there. */
 static void check_never_early(const struct got *g, const struct script *sc)
 {
@@ -250,10 +267,8 @@ static void test_stream(void **st)
 {
 	(void)st;
 	struct script sc = {.npieces = 4, .delay_ms = {5, 5, 5, 5}, .requests = 1, .conns = 1};
-	pthread_t th = server_start(&sc);
-	struct hx_loop *l;
-	struct ar_err err = {0};
-	assert_int_equal(hx_loop_new(&l, &err), 0);
+	pthread_t th;
+	struct hx_loop *l = setup(&sc, &th);
 	struct got g = {0};
 	start(l, sc.port, &g, NULL);
 	run_all(l);
@@ -266,9 +281,7 @@ static void test_stream(void **st)
 	long long kern, clk;
 	hx_loop_stamps(l, &kern, &clk);
 	assert_true(kern + clk >= 4);
-	hx_loop_free(l);
-	pthread_join(th, NULL);
-	close(sc.lfd);
+	done(l, &sc, th);
 }
 
 /* The loop is busy elsewhere for 150 ms while the first piece arrives 10 ms
@@ -277,10 +290,8 @@ static void test_late_loop_gets_kernel_stamp(void **st)
 {
 	(void)st;
 	struct script sc = {.npieces = 2, .delay_ms = {10, 300}, .requests = 1, .conns = 1};
-	pthread_t th = server_start(&sc);
-	struct hx_loop *l;
-	struct ar_err err = {0};
-	assert_int_equal(hx_loop_new(&l, &err), 0);
+	pthread_t th;
+	struct hx_loop *l = setup(&sc, &th);
 	struct got g = {0};
 	start(l, sc.port, &g, NULL);
 	until_status(l, &g);
@@ -294,9 +305,7 @@ static void test_late_loop_gets_kernel_stamp(void **st)
 	long long kern, clk;
 	hx_loop_stamps(l, &kern, &clk);
 	assert_true(kern >= 2);
-	hx_loop_free(l);
-	pthread_join(th, NULL);
-	close(sc.lfd);
+	done(l, &sc, th);
 }
 
 /* The callback for piece 0 takes 60 ms; piece 1 arrives 20 ms into it and
@@ -307,10 +316,8 @@ static void test_never_early(void **st)
 {
 	(void)st;
 	struct script sc = {.npieces = 4, .delay_ms = {10, 20, 100, 1}, .requests = 1, .conns = 1};
-	pthread_t th = server_start(&sc);
-	struct hx_loop *l;
-	struct ar_err err = {0};
-	assert_int_equal(hx_loop_new(&l, &err), 0);
+	pthread_t th;
+	struct hx_loop *l = setup(&sc, &th);
 	struct got g = {.sleep_in_body_ms = 60};
 	start(l, sc.port, &g, NULL);
 	until_status(l, &g);
@@ -321,9 +328,7 @@ static void test_never_early(void **st)
 	run_all(l);
 	check_never_early(&g, &sc);
 	assert_true(g.t[1] >= sc.t_write[0][1]);
-	hx_loop_free(l);
-	pthread_join(th, NULL);
-	close(sc.lfd);
+	done(l, &sc, th);
 }
 
 /* Two connections at once, each loop pass late: every stamp belongs to its
@@ -332,10 +337,8 @@ static void test_two_connections(void **st)
 {
 	(void)st;
 	struct script sc = {.npieces = 3, .delay_ms = {10, 40, 40}, .requests = 1, .conns = 2};
-	pthread_t th = server_start(&sc);
-	struct hx_loop *l;
-	struct ar_err err = {0};
-	assert_int_equal(hx_loop_new(&l, &err), 0);
+	pthread_t th;
+	struct hx_loop *l = setup(&sc, &th);
 	struct got g1 = {0}, g2 = {0};
 	start(l, sc.port, &g1, NULL);
 	start(l, sc.port, &g2, NULL);
@@ -347,9 +350,7 @@ static void test_two_connections(void **st)
 	check_never_early(&g1, &sc);
 	check_never_early(&g2, &sc);
 	assert_true(g1.conn[0] != g2.conn[0]);
-	hx_loop_free(l);
-	pthread_join(th, NULL);
-	close(sc.lfd);
+	done(l, &sc, th);
 }
 
 /* Keep-alive: the second request goes on the same connection. */
@@ -357,10 +358,8 @@ static void test_reuse(void **st)
 {
 	(void)st;
 	struct script sc = {.npieces = 2, .delay_ms = {2, 2}, .requests = 2, .conns = 1};
-	pthread_t th = server_start(&sc);
-	struct hx_loop *l;
-	struct ar_err err = {0};
-	assert_int_equal(hx_loop_new(&l, &err), 0);
+	pthread_t th;
+	struct hx_loop *l = setup(&sc, &th);
 	struct got g1 = {0}, g2 = {0};
 	start(l, sc.port, &g1, NULL);
 	run_all(l);
@@ -371,9 +370,7 @@ static void test_reuse(void **st)
 	assert_true(g1.res.connect_ms > 0);
 	assert_true(g2.res.connect_ms == 0);
 	assert_int_equal(g2.n, 2);
-	hx_loop_free(l);
-	pthread_join(th, NULL);
-	close(sc.lfd);
+	done(l, &sc, th);
 }
 
 /* No first body byte within the timeout: aborted and reported as such. */
@@ -381,10 +378,8 @@ static void test_first_timeout(void **st)
 {
 	(void)st;
 	struct script sc = {.npieces = 1, .delay_ms = {400}, .requests = 1, .conns = 1};
-	pthread_t th = server_start(&sc);
-	struct hx_loop *l;
-	struct ar_err err = {0};
-	assert_int_equal(hx_loop_new(&l, &err), 0);
+	pthread_t th;
+	struct hx_loop *l = setup(&sc, &th);
 	struct got g = {0};
 	struct hx_opts o = {.first_timeout_ns = 100 * AR_NS_PER_MS};
 	start(l, sc.port, &g, &o);
@@ -393,9 +388,7 @@ static void test_first_timeout(void **st)
 	assert_true(g.res.timed_out);
 	assert_true(g.res.timed_out_first);
 	assert_int_equal(g.n, 0);
-	hx_loop_free(l);
-	pthread_join(th, NULL);
-	close(sc.lfd);
+	done(l, &sc, th);
 }
 
 int main(void)
