@@ -44,6 +44,7 @@ struct xreq {
 	ar_ns t_chunk; /* arrival time of the chunk being parsed */
 	char wall[32];     /* wall clock when sent */
 	int64_t in_flight; /* requests in flight when sent, itself included */
+	ar_ns due;         /* when it was due (concurrent replay), 0 = nothing scheduled */
 	bool use_metrics;  /* cached tokens from /metrics around this request */
 	double cached_before;
 	struct done_list *dl; /* concurrent replay: on_done appends the request here */
@@ -377,6 +378,7 @@ static int req_finish(struct run *r, const struct turn_req *t, struct xreq *x, s
 	memrun_request_end(r->mem, t0, res->t_done, row);
 	row->sent_ns = t0 - r->t_begin;
 	row->in_flight = x->in_flight > 0 ? x->in_flight : 1;
+	row->due_ns = x->due > 0 ? x->due - r->t_begin : -1;
 
 	/* ---- classify ---- */
 	struct outcome oc;
@@ -478,6 +480,7 @@ static int sim_do_request(struct run *r, const struct turn_req *t, struct engine
 	row->kv_usage = NAN;
 	row->sent_ns = -1; /* modelled time: no wall clock */
 	row->in_flight = 1;
+	row->due_ns = -1;
 	row->http_status = sr.http_status;
 	row->outcome = sr.outcome;
 	snprintf(evidence, sizeof evidence, "%s", sr.evidence ? sr.evidence : "");
@@ -1019,6 +1022,7 @@ struct inst {
 	size_t ncold, capcold, kcold;
 	ar_ns t_start;   /* when the session started */
 	ar_ns due;       /* INST_WAIT: when its next request is sent */
+	ar_ns ready;     /* when its next request could go: arrival, a slot, the last answer's end */
 	size_t heap_i;
 	struct turn_req tr; /* what is in flight */
 };
@@ -1030,6 +1034,7 @@ struct conc {
 	struct inst *in;
 	size_t nin;
 	ar_ns *arrive; /* per instance, from t0 */
+	ar_ns t_slot;  /* when the latest session slot was freed */
 	struct inst **heap; /* INST_WAIT instances by due */
 	size_t nheap;
 	ar_ns t0;
@@ -1174,6 +1179,7 @@ static int inst_send(struct conc *c, struct inst *in, struct ar_err *err)
 		in->state = INST_DONE;
 		inst_release(in);
 		c->active--;
+		c->t_slot = in->ready; /* the session's last answer ended: its slot is free */
 		return 0;
 	}
 	struct turn_req t;
@@ -1257,6 +1263,7 @@ static int inst_send(struct conc *c, struct inst *in, struct ar_err *err)
 	if (req_start(r, &t, &in->x, false, err) < 0)
 		return -1;
 	in->x.dl = &c->dl;
+	in->x.due = in->ready;
 	return 0;
 }
 
@@ -1277,6 +1284,8 @@ static ar_ns inst_due(const struct conc *c, const struct inst *in)
 static int inst_next(struct conc *c, struct inst *in, ar_ns now, struct ar_err *err)
 {
 	ar_ns due = inst_due(c, in);
+	if (due > in->ready)
+		in->ready = due;
 	if (due > now && !c->r->stop) {
 		in->state = INST_WAIT;
 		in->due = due;
@@ -1350,6 +1359,10 @@ static int conc_run(struct run *r, const struct trace_info *tis, struct ar_err *
 			convo_reset(&in->cv, in->src->ses);
 			make_nonce(r, in->nonce, sizeof in->nonce, "run");
 			in->t_start = now;
+			/* due at its arrival, or when a slot freed if all were taken then */
+			in->ready = c.t0 + c.arrive[c.next - 1];
+			if (c.t_slot > in->ready)
+				in->ready = c.t_slot;
 			c.active++;
 			if (inst_next(&c, in, now, err) < 0)
 				goto out;
@@ -1420,6 +1433,7 @@ static int conc_run(struct run *r, const struct trace_info *tis, struct ar_err *
 		struct xreq *x = batch;
 		while (x) {
 			struct xreq *nx = x->next_done;
+			((struct inst *)x)->ready = x->res.t_done;
 			if (inst_next(&c, (struct inst *)x, now, err) < 0)
 				goto out;
 			x = nx;

@@ -50,6 +50,7 @@ const struct rpt_col rpt_cols[] = {
 	{"kv_usage", "r.kv_usage", RT_REAL},
 	{"sent_ns", "r.sent_ns", RT_INT},
 	{"in_flight", "r.in_flight", RT_INT},
+	{"due_ns", "r.due_ns", RT_INT},
 	{"http_status", "r.http_status", RT_INT},
 	{"outcome", "r.outcome", RT_TEXT},
 	{"evidence", "r.evidence", RT_TEXT},

@@ -95,6 +95,8 @@ static const char *const migrations[] = {
 	"ALTER TABLE requests ADD COLUMN sent_ns INTEGER;"
 	"ALTER TABLE requests ADD COLUMN in_flight INTEGER;"
 	"ALTER TABLE mem_samples ADD COLUMN procs INTEGER;",
+	/* 2 -> 3: the intended send time of concurrent requests */
+	"ALTER TABLE requests ADD COLUMN due_ns INTEGER;",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -388,8 +390,8 @@ int store_request_add(struct store *s, int64_t config_id, const struct store_req
 			       " completion_tokens, completion_source, connect_ms, ttfb_ms, ttft_ms, decode_tps,"
 			       " prefill_tps, itl_p50_ms, itl_p90_ms, itl_p99_ms, e2e_ms, mem_peak_bytes,"
 			       " mem_end_bytes, http_status, outcome, evidence, flags, server_json,"
-			       " gpu_peak_bytes, host_drop_bytes, kv_usage, sent_ns, in_flight)"
-			       " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+			       " gpu_peak_bytes, host_drop_bytes, kv_usage, sent_ns, in_flight, due_ns)"
+			       " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 			       -1, &s->ins_request, NULL) != SQLITE_OK)
 		return db_err(s, err, "cannot prepare the request insert");
 	sqlite3_stmt *st = s->ins_request;
@@ -431,6 +433,7 @@ int store_request_add(struct store *s, int64_t config_id, const struct store_req
 	bind_real(st, i++, r->kv_usage);
 	bind_i64(st, i++, r->sent_ns);
 	bind_i64(st, i++, r->in_flight);
+	bind_i64(st, i++, r->due_ns);
 	/* autocommit: the row is its own transaction, durable when this returns */
 	return step_done(s, st, "cannot record the request", err);
 }

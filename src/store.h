@@ -22,7 +22,7 @@
 
 #include "err.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 struct store;
 
@@ -86,6 +86,10 @@ struct store_request {
 	/* concurrency */
 	int64_t sent_ns;  /* when sent, ns since the config's replay began */
 	int64_t in_flight; /* requests in flight when this one was sent, itself included */
+	int64_t due_ns;    /* when it was due (its session's arrival or paced time, or the end of
+			    * the session's previous request), same clock as sent_ns; -1: one
+			    * session at a time, nothing scheduled. sent_ns - due_ns is how far the
+			    * client fell behind its own schedule */
 };
 int store_request_add(struct store *s, int64_t config_id, const struct store_request *r, struct ar_err *err);
 /* Several rows in one transaction (requests of concurrent sessions that

@@ -257,7 +257,7 @@ struct row_copy {
 	int64_t turn, repeat, ctx, prompt, cached, completion;
 	bool cold;
 	double ttft, decode, prefill, ttfb, e2e, itl50, itl99;
-	int64_t sent_ns, in_flight;
+	int64_t sent_ns, in_flight, due_ns;
 	char outcome[24];
 };
 
@@ -310,6 +310,7 @@ static void on_request(void *ud, const struct engine_request *q)
 	rc->itl99 = r->itl_p99_ms;
 	rc->sent_ns = r->sent_ns;
 	rc->in_flight = r->in_flight;
+	rc->due_ns = r->due_ns;
 	snprintf(rc->outcome, sizeof rc->outcome, "%s", r->outcome);
 	if (v->requests) {
 		cJSON *o = cJSON_CreateObject();
@@ -336,6 +337,7 @@ static void on_request(void *ud, const struct engine_request *q)
 		cJSON_AddItemToObject(o, "mem_peak_bytes", int_or_null(r->mem_peak_bytes));
 		cJSON_AddItemToObject(o, "sent_ns", int_or_null(r->sent_ns));
 		cJSON_AddItemToObject(o, "in_flight", int_or_null(r->in_flight));
+		cJSON_AddItemToObject(o, "due_ns", int_or_null(r->due_ns));
 		cJSON_AddItemToObject(o, "mem_end_bytes", int_or_null(r->mem_end_bytes));
 		cJSON_AddItemToObject(o, "gpu_peak_bytes", int_or_null(r->gpu_peak_bytes));
 		cJSON_AddItemToObject(o, "host_drop_bytes", int_or_null(r->host_drop_bytes));
@@ -575,16 +577,37 @@ static cJSON *concurrency_summary(const struct view *v, const struct engine_cfg 
 	qsort(idx, v->n, sizeof *idx, cmp_in_flight);
 	char arr[64];
 	double pace = e->pace < 0 ? (e->arrival.kind == ARRIVAL_TRACE ? 1 : 0) : e->pace;
+	/* how far sends fell behind their schedule (arrival, pacing, the previous
+	 * answer): a client that cannot keep up sends less than it was asked to,
+	 * and its TTFTs look better than the load it meant to offer */
+	double *lag = malloc((v->n ? v->n : 1) * sizeof *lag);
+	size_t nlag = 0;
+	for (size_t i = 0; lag && i < v->n; i++)
+		if (v->rows[i].due_ns >= 0 && v->rows[i].sent_ns >= 0)
+			lag[nlag++] = (double)(v->rows[i].sent_ns - v->rows[i].due_ns) / 1e6;
+	if (lag)
+		qsort(lag, nlag, sizeof *lag, cmp_double);
+	double lag50 = nlag ? pct_sorted(lag, nlag, 0.50) : NAN, lag99 = nlag ? pct_sorted(lag, nlag, 0.99) : NAN,
+	       lagmax = nlag ? lag[nlag - 1] : NAN;
+	free(lag);
 	cJSON *root = json ? cJSON_CreateObject() : NULL, *by = NULL, *ses = NULL;
 	if (root) {
 		cJSON_AddNumberToObject(root, "concurrency", e->concurrency > 1 ? e->concurrency : 1);
 		cJSON_AddStringToObject(root, "arrival", arrival_name(&e->arrival, arr, sizeof arr));
 		cJSON_AddNumberToObject(root, "pace", pace);
+		cJSON *sl = cJSON_AddObjectToObject(root, "send_lag_ms");
+		cJSON_AddItemToObject(sl, "p50", num_or_null(lag50));
+		cJSON_AddItemToObject(sl, "p99", num_or_null(lag99));
+		cJSON_AddItemToObject(sl, "max", num_or_null(lagmax));
 		by = cJSON_AddArrayToObject(root, "by_in_flight");
 		ses = cJSON_AddArrayToObject(root, "sessions");
 	} else {
 		printf("\nconcurrency %d (arrival %s, pace %g): TTFT and prefix-cache hit by requests in flight at send\n",
 		       e->concurrency > 1 ? e->concurrency : 1, arrival_name(&e->arrival, arr, sizeof arr), pace);
+		if (!isnan(lag50))
+			printf("sent behind schedule (arrival, pacing or the previous answer): p50 %.2f ms, p99 %.2f ms, "
+			       "max %.2f ms\n",
+			       lag50, lag99, lagmax);
 		printf("%-11s %8s %10s %10s %10s %9s\n", "in flight", "requests", "TTFT p50", "TTFT p90", "TTFT p99", "cache hit");
 	}
 	for (size_t i = 0; i < v->n;) {

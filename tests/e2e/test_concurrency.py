@@ -72,6 +72,7 @@ try:
     check("single: rc 0", rc == 0, err)
     single = {(r["session"], r["turn"]): r["prompt_tokens"] for r in out["configs"][0]["requests"]}
     check("single: in_flight 1", all(r["in_flight"] == 1 for r in out["configs"][0]["requests"]))
+    check("single: nothing scheduled (due_ns null)", all(r["due_ns"] is None for r in out["configs"][0]["requests"]))
 
     db = os.path.join(work, "c50.db")
     rc, out, _, err = run(fs, trace, "--concurrency", "50", db=db)
@@ -93,6 +94,18 @@ try:
                 in_order = False
     check("c50: every session has turns 0..3", complete)
     check("c50: each turn sent after the previous ended", in_order)
+    # due: arrival (0 for all at once) for turn 0, the previous answer's end for the others;
+    # a request is never sent before it was due
+    due_ok = all(r["due_ns"] is not None and r["sent_ns"] >= r["due_ns"] for r in rs)
+    check("c50: every request has a due time at or before its send", due_ok,
+          [(r["session"], r["turn"], r["due_ns"], r["sent_ns"]) for r in rs if r["due_ns"] is None or
+           r["sent_ns"] < r["due_ns"]][:4])
+    follow = all(abs(b["due_ns"] - (a["sent_ns"] + a["e2e_ms"] * 1e6)) < 2e6 for v in by.values() for a, b in zip(v, v[1:]))
+    check("c50: a turn is due when the previous answer ended", follow,
+          [(a["sent_ns"] + a["e2e_ms"] * 1e6, b["due_ns"]) for v in by.values() for a, b in zip(v, v[1:])][:4])
+    lag = (out["configs"][0].get("concurrency") or {}).get("send_lag_ms") or {}
+    check("c50: json send lag p50 <= p99 <= max", lag.get("p50") is not None and
+          0 <= lag["p50"] <= lag["p99"] <= lag["max"], lag)
     check("c50: all ok", all(r["outcome"] == "ok" for r in rs), {r["outcome"] for r in rs})
     mx = max(r["in_flight"] for r in rs)
     check("c50: in_flight rises above 1 (to most of 50)", mx >= 25, mx)
@@ -109,7 +122,8 @@ try:
     check("c50: store rows with sent_ns and in_flight", n == 204 and nf == 204 and mxf == mx, (n, nf, mxf))
     con.close()
     rc, _, txt, err = run(fs, trace, "--concurrency", "50", json_out=False)
-    check("c50: human summary", rc == 0 and "TTFT p99" in txt and "cache hit" in txt and "51 sessions" in txt, txt[-800:])
+    check("c50: human summary", rc == 0 and "TTFT p99" in txt and "cache hit" in txt and "51 sessions" in txt and
+          "sent behind schedule" in txt, txt[-800:])
 
     # arrival stagger + pace: never early
     paced = os.path.join(work, "p.jsonl")
@@ -128,6 +142,13 @@ try:
     check("pace: turn k at or after the session's scheduled start + k x 100 ms",
           all(r["sent_ns"] >= sched[r["repeat"]] + r["turn"] * 100e6 - 1e6 for r in rs),
           [(r["repeat"], r["turn"], r["sent_ns"]) for r in rs])
+    # due is the schedule itself: session i's turn 0 at i x 50 ms, turn k 100 ms later each
+    # (the answers, ~40 ms, end before the next paced time), from when the schedule began
+    # (the first session's due time: after the start-up checks)
+    t0 = min(r["due_ns"] for r in rs)
+    check("pace: due_ns is the scheduled time", all(abs(r["due_ns"] - t0 - (sched[r["repeat"]] + r["turn"] * 100e6)) < 1e6
+                                                  for r in rs),
+          [(r["repeat"], r["turn"], r["due_ns"] - t0, sched[r["repeat"]] + r["turn"] * 100e6) for r in rs])
 
     # poisson: reproducible with a seed
     rc1, o1, _, _ = run(fs, trace, "--concurrency", "3", "--arrival", "poisson:40")

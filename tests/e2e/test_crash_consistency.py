@@ -120,7 +120,7 @@ def after_kill(db, label):
         tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if version == 0 and tables == 0:
             raise EmptyStore  # killed before the schema was created: nothing recorded yet
-        check(version == 2, f"{label}: schema version {version} (a half-made store?)")
+        check(version == SCHEMA, f"{label}: schema version {version}, not {SCHEMA} (a half-made store?)")
         dup = con.execute("SELECT count(*) FROM (SELECT c.key, r.session, r.turn, r.repeat, r.cache, count(*) n"
                           " FROM requests r JOIN configs c ON c.id = r.config_id WHERE c.status != 'superseded'"
                           " GROUP BY 1,2,3,4,5 HAVING n > 1)").fetchone()[0]
@@ -153,6 +153,9 @@ _, err = p.communicate(timeout=300)
 T = time.time() - t0
 check(p.returncode == 0, f"reference sweep exit {p.returncode}: {err.decode()[-400:]}")
 ref = rows(ref_db)
+con = sqlite3.connect(ref_db)
+SCHEMA = con.execute("PRAGMA user_version").fetchone()[0]  # what a complete store has
+con.close()
 outcomes = sorted({r[5] for r in ref})
 print(f"reference: {len(ref)} rows in {T:.2f} s, outcomes {outcomes}", flush=True)
 check(len(ref) > 20 and "ok" in outcomes and "oom" in outcomes, f"reference rows {len(ref)} {outcomes}")

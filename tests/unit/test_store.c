@@ -78,6 +78,7 @@ static struct store_request row_template(void)
 	r.kv_usage = 0.25;
 	r.sent_ns = 123456789;
 	r.in_flight = 3;
+	r.due_ns = 123000000;
 	return r;
 }
 
@@ -110,6 +111,7 @@ static void test_fresh_store_roundtrip(void **state)
 	assert_int_equal(query_int(s, "SELECT server_pid FROM configs"), 4242);
 	assert_int_equal(query_int(s, "SELECT in_flight FROM requests"), 3);
 	assert_int_equal(query_int(s, "SELECT sent_ns FROM requests"), 123456789);
+	assert_int_equal(query_int(s, "SELECT due_ns FROM requests"), 123000000);
 	assert_int_equal(query_int(s, "SELECT host_drop_bytes FROM requests"), 4096);
 	/* unknown values are NULL, not -1 or NaN */
 	assert_int_equal(query_int(s, "SELECT gpu_peak_bytes FROM requests"), -999);
@@ -164,6 +166,7 @@ static void test_migrates_schema_1(void **state)
 	assert_int_equal(store_schema_version(s), STORE_SCHEMA_VERSION);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM requests WHERE ttft_ms = 42.0"), 1);
 	assert_int_equal(query_int(s, "SELECT in_flight FROM requests"), -999);
+	assert_int_equal(query_int(s, "SELECT due_ns FROM requests"), -999);
 	struct store_request r = row_template();
 	assert_int_equal(store_request_add(s, 1, &r, &err), 0);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM requests"), 2);
