@@ -10,8 +10,9 @@
  * Arrival times are the kernel's receive stamps where it gives them
  * (SO_TIMESTAMPNS, read with a MSG_PEEK before curl reads): the time the
  * bytes reached this host, not the later time this loop got round to them.
- * Where it cannot (no stamp, or bytes read after the peek) the callback
- * reads the clock. A stamp is never earlier than the bytes' arrival.
+ * Where it cannot (no stamp, bytes read after the peek, or https, whose
+ * decrypted bytes cannot be matched to the peeked ones) the callback reads
+ * the clock. A stamp is never earlier than the bytes' arrival.
  *   on_done       the end: curl's result, HTTP status, connect time
  * Connections are kept alive and reused across requests to the same host, so
  * connect time is measured apart from TTFT (connect_ms is 0 on reuse).
