@@ -14,10 +14,15 @@ TTFT error = client TTFT - (t_first_token - t_recv) of the same request in
 the server log (matched by prompt_tokens, unique per session and turn).
 Stamp lateness = the client's first-token timestamp - the server's hand-over
 of that token to the socket: the client's own share of the TTFT error.
-Pickup = TTFT error - stamp lateness = the server's request-read instant -
-the client's send stamp: the request's way to the server and the server
-getting round to reading it (no client can see that part; a busy server or
-host makes it grow).
+Pickup = TTFT error - stamp lateness = the server's request instant - the
+client's send stamp. The server's request instant (TRUTH) is, by default,
+when the request reached its host: ar-faultsrv --arrival-stamps takes the
+kernel's receive stamp of its last bytes, so the server thread's wake-up
+to read it is server time (part of the true TTFT, as any client sees it)
+and pickup is the request's own way out of the client and across loopback.
+TRUTH=read starts the truth when the server's thread had read the request
+(its wake-up then counts as client error: what the first table in the
+README showed).
 ITL error = the request's client ITL p50 (p99) - the same percentile of the
 server's own token gaps. Turn 0 of each session (new connection) is left out.
 CPU per token: the client process's user+sys CPU / tokens it streamed
@@ -70,6 +75,12 @@ def pin_client(cmd):
 
 
 SERVER_CPUS = os.environ.get("SERVER_CPUS")
+# Where the truth starts: "arrival" (default) = when the request reached the server's host (the
+# kernel's receive stamp, ar-faultsrv --arrival-stamps: the server's own wake-up to read it is
+# server time, inside the true TTFT); "read" = when the server's thread had read it.
+TRUTH = os.environ.get("TRUTH", "arrival")
+if TRUTH not in ("arrival", "read"):
+    sys.exit("TRUTH is arrival or read")
 
 
 def pin_server(cmd):
@@ -92,7 +103,8 @@ def pct(v, p):
 def server(tag):
     pf, log = os.path.join(work, tag + ".port"), os.path.join(work, tag + ".log")
     p = subprocess.Popen(pin_server([FS, "--port", "0", "--port-file", pf, "--ttft-ms", str(TTFT_MS), "--itl-ms",
-                                     str(ITL_MS), "--log", log]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     str(ITL_MS), "--log", log] + (["--arrival-stamps"] if TRUTH == "arrival" else [])),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not (os.path.exists(pf) and open(pf).read().strip()):
         time.sleep(0.01)
     return p, int(open(pf).read()), log
@@ -236,6 +248,8 @@ print(f"host: {NCPU} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
       + (f"clients pinned to CPU {CLIENT_CPU}, " if CLIENT_CPU is not None else "clients not pinned, ")
       + (f"server to CPUs {SERVER_CPUS}" if SERVER_CPUS else "server to the other CPUs" if CLIENT_CPU is not None else "server not pinned")
       + ("; CPU wake-up latency held at 0 (/dev/cpu_dma_latency)" if pm_qos is not None else ""))
+print("true TTFT from " + ("the request's arrival on the server's host (kernel receive stamp)" if TRUTH == "arrival"
+                           else "the server thread's read of the request"))
 hdr = f"{'client':<22} {'sessions':>8} {'n':>6} {'TTFT err p50':>12} {'p99':>8} {'ITL50 err p50':>13} {'p99':>8} " \
       f"{'ITL99 err p50':>13} {'p99':>8} {'late p50':>9} {'p99':>8} {'pickup p50':>10} {'p99':>8} {'CPU/token':>10} {'load':>5} {'stamps':>7}"
 print(hdr)

@@ -51,6 +51,7 @@
 #include "clock.h"
 #include "err.h"
 #include "fs_fault.h"
+#include "fs_rx.h"
 #include "fs_wire.h"
 #include "jsonh.h"
 #include "rng.h"
@@ -80,6 +81,7 @@ struct fs_config {
 	uint64_t default_tokens;
 	const char *model;
 	bool verbose;
+	bool arrival_stamps; /* t_recv = the kernel's receive time of the request (fs_rx.c) */
 };
 
 struct fs_server {
@@ -143,6 +145,7 @@ struct fs_req {
 	bool tool;              /* the rest is a tool call */
 	enum fs_finish finish;
 	ar_ns t_recv, t_first_sched;
+	bool recv_kernel; /* t_recv is the kernel's receive stamp (--arrival-stamps) */
 	uint64_t prog_i, prog_n; /* prompt_progress chunks sent / planned */
 	uint64_t huge_left;
 	struct rng rng;
@@ -1545,6 +1548,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 	q->t_recv = clock_now();
+	if (s->cfg.arrival_stamps && q->fd >= 0) {
+		/* the request's last bytes reached this host at k: the schedule and
+		 * the log count from there, the thread's wake-up included */
+		ar_ns k = fs_rx_last(q->fd);
+		if (k > 0 && k <= q->t_recv && q->t_recv - k < AR_NS_PER_S) {
+			q->t_recv = k;
+			q->recv_kernel = true;
+		}
+	}
 	switch (q->route) {
 	case RT_GEN: return handle_generation(q);
 	case RT_HEALTH: {
@@ -1570,8 +1582,8 @@ static void write_log(struct fs_server *s, struct fs_req *q, enum MHD_RequestTer
 									 : "error";
 	buf_printf(&b, "{\"req\":%llu,\"path\":", (unsigned long long)q->num);
 	jsonh_put_string(&b, q->path, strlen(q->path));
-	buf_printf(&b, ",\"stream\":%s,\"status\":%d,\"t_recv_ns\":%lld,\"t_first_token_ns\":",
-		   q->stream ? "true" : "false", q->status, (long long)q->t_recv);
+	buf_printf(&b, ",\"stream\":%s,\"status\":%d,\"t_recv_ns\":%lld,\"t_recv_from\":\"%s\",\"t_first_token_ns\":",
+		   q->stream ? "true" : "false", q->status, (long long)q->t_recv, q->recv_kernel ? "kernel" : "read");
 	if (q->t_first_token)
 		buf_printf(&b, "%lld", (long long)q->t_first_token);
 	else
@@ -1620,7 +1632,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode code)
 {
-	(void)cls;
+	const struct fs_server *s = cls;
 	(void)socket_context;
 	if (code != MHD_CONNECTION_NOTIFY_STARTED)
 		return;
@@ -1629,6 +1641,10 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	if (ci) {
 		int one = 1;
 		setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (s->cfg.arrival_stamps) {
+			fs_rx_forget(ci->connect_fd);
+			setsockopt(ci->connect_fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+		}
 	}
 }
 
@@ -1640,12 +1656,15 @@ static void usage(FILE *f)
 		"usage: ar-faultsrv [--port N|0] [--port-file F] [--ttft-ms X] [--itl-ms Y]\n"
 		"                   [--fault SPEC]... [--flavor llama|vllm|ollama|openai]\n"
 		"                   [--ctx-limit TOKENS] [--log FILE] [--threads N]\n"
-		"                   [--default-tokens N] [--model NAME] [--verbose]\n"
+		"                   [--default-tokens N] [--model NAME] [--arrival-stamps]\n"
+		"                   [--verbose]\n"
 		"\n"
 		"A scripted, fault-injecting LLM server on 127.0.0.1 (tests/peers/README.md).\n"
 		"  --port N           port to bind (0 = any free port; default 8080)\n"
 		"  --port-file F      write the bound port to F once listening\n"
 		"  --ttft-ms X        first token X ms after the request was read (default 50)\n"
+		"  --arrival-stamps   ... after it arrived: the kernel's receive time of its last\n"
+		"                     bytes, the connection thread's wake-up included (t_recv_ns)\n"
 		"  --itl-ms Y         one token every Y ms after that (default 10)\n"
 		"  --fault SPEC       NAME[@K][:ARG], K = 1-based generation request (repeatable)\n"
 		"  --flavor F         wire shapes and errors of llama (default), vllm, ollama, openai\n"
@@ -1690,6 +1709,10 @@ static int parse_args(int argc, char **argv, struct fs_config *c)
 		}
 		if (strcmp(a, "--verbose") == 0) {
 			c->verbose = true;
+			continue;
+		}
+		if (strcmp(a, "--arrival-stamps") == 0) {
+			c->arrival_stamps = true;
 			continue;
 		}
 		if (i + 1 >= argc) {
@@ -1809,6 +1832,13 @@ int main(int argc, char **argv)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    rl.rlim_cur < max_conns + 32)
 		max_conns = rl.rlim_cur > 64 ? rl.rlim_cur - 32 : 32;
+	if (s.cfg.arrival_stamps &&
+	    fs_rx_init(getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (1u << 20)
+			       ? (int)rl.rlim_cur
+			       : 1 << 20) < 0) {
+		fprintf(stderr, "ar-faultsrv: out of memory\n");
+		return 1;
+	}
 
 	if (s.cfg.log_path) {
 		s.log = fopen(s.cfg.log_path, "a");
@@ -1866,6 +1896,15 @@ int main(int argc, char **argv)
 	}
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s.daemon, MHD_DAEMON_INFO_BIND_PORT);
 	unsigned port = di ? di->port : s.cfg.port;
+	if (s.cfg.arrival_stamps) {
+		/* on the listening socket too: accepted sockets inherit the option, so
+		 * a request that arrives before the connection callback below ran is
+		 * stamped as well */
+		const union MHD_DaemonInfo *li = MHD_get_daemon_info(s.daemon, MHD_DAEMON_INFO_LISTEN_FD);
+		int one = 1;
+		if (li)
+			setsockopt(li->listen_fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+	}
 	if (s.cfg.port_file && write_port_file(s.cfg.port_file, port) < 0) {
 		fprintf(stderr, "ar-faultsrv: cannot write port file '%s': %s\n", s.cfg.port_file,
 			strerror(errno));

@@ -158,6 +158,29 @@ if [ -n "$PROBE" ]; then
 fi
 stop
 
+# --arrival-stamps: t_recv is the kernel's receive stamp of the request (the log says so), and the
+# schedule counts from it: never early, the median within 3 ms
+start --ttft-ms 50 --itl-ms 5 --arrival-stamps
+: >"$TMP/log"
+for i in 1 2 3; do curl -sN -o /dev/null "$URL/v1/chat/completions" -d "$(chat 2 true)"; done
+for _ in $(seq 1 100); do [ "$(grep -c '"stream":true' "$TMP/log")" -ge 3 ] && break; sleep 0.02; done
+n=$(grep -c '"t_recv_from":"kernel"' "$TMP/log")
+check "arrival stamps: every request's t_recv_from is kernel ($n of 3)" test "$n" -eq 3
+d=$(awk -F'[:,]' '/"stream":true/ { for (i = 1; i < NF; i++) { if ($i == "\"t_recv_ns\"") r = $(i+1); if ($i == "\"t_first_token_ns\"") f = $(i+1) }
+	printf "%.3f ", (f - r) / 1e6 }' "$TMP/log")
+if echo "$d" | awk '{ for (i = 1; i <= NF; i++) { if ($i < 50 || $i > 70) bad = 1; if ($i <= 53) near++ } exit (bad || NF != 3 || near < 2) }'; then
+	ok "arrival stamps: t_first_token_ns - t_recv_ns never early, median within 3 ms of 50 ms ($d)"
+else
+	bad "arrival stamps: t_first_token_ns - t_recv_ns never early, median within 3 ms of 50 ms" "$d"
+fi
+stop
+start --ttft-ms 20 --itl-ms 5
+: >"$TMP/log"
+curl -sN -o /dev/null "$URL/v1/chat/completions" -d "$(chat 2 true)"
+for _ in $(seq 1 100); do grep -q '"stream":true' "$TMP/log" && break; sleep 0.02; done
+check "without --arrival-stamps: t_recv_from is read" grep -q '"t_recv_from":"read"' "$TMP/log"
+stop
+
 # ---- 3. faults -------------------------------------------------------------------
 start --ttft-ms 20 --itl-ms 5 --fault reset_before_headers@1 --fault reset_mid_stream@2:2 \
 	--fault close_mid_stream@3:2 --fault oom@4 --fault html_404@5 --fault http_status@6:503 \
