@@ -176,6 +176,7 @@ struct run {
 	struct rng rng;
 	struct buf req_body;
 	bool stop;
+	bool concurrent;     /* conc_run: several requests in flight (the loop must not wait) */
 	struct sim *sim;      /* the in-process simulated backend, or NULL */
 	struct sim_prompt sp; /* its prompt of the current turn */
 	ar_ns t_begin;        /* clock_now() when engine_run began: sent_ns counts from here */
@@ -375,7 +376,7 @@ static int req_finish(struct run *r, const struct turn_req *t, struct xreq *x, s
 	row->mem_peak_bytes = row->mem_end_bytes = -1;
 	row->gpu_peak_bytes = row->host_drop_bytes = -1;
 	row->kv_usage = NAN;
-	memrun_request_end(r->mem, t0, res->t_done, row);
+	memrun_request_end(r->mem, t0, res->t_done, !r->concurrent, row);
 	row->sent_ns = t0 - r->t_begin;
 	row->in_flight = x->in_flight > 0 ? x->in_flight : 1;
 	row->due_ns = x->due > 0 ? x->due - r->t_begin : -1;
@@ -1481,6 +1482,7 @@ int engine_run(const struct engine_cfg *cfg, struct store *st, int64_t run_id, i
 	sim_prompt_init(&r.sp);
 	bool simulated = !strcmp(cfg->backend, "sim");
 	bool concurrent = cfg->concurrency > 1 || cfg->pace > 0 || cfg->arrival.kind != ARRIVAL_ALL;
+	r.concurrent = concurrent;
 	if (simulated && concurrent) {
 		ar_err_set(err, AR_EINVAL, "--concurrency, --pace and --arrival need an HTTP backend: the in-process "
 			   "simulator replays one session at a time in modelled time (run 'agentreplay sim serve' and "

@@ -18,6 +18,8 @@ struct mpoint {
 	int64_t rss, gpu, drop;
 };
 
+#define MEMRUN_SETTLE_NS (200 * AR_NS_PER_MS) /* at most this long for an end-of-request sample */
+
 struct memrun {
 	struct memsamp *ms;
 	int64_t pid;
@@ -71,12 +73,19 @@ void memrun_request_begin(struct memrun *m)
 		memsamp_kick(m->ms);
 }
 
-void memrun_request_end(struct memrun *m, ar_ns t0, ar_ns t1, struct store_request *row)
+void memrun_request_end(struct memrun *m, ar_ns t0, ar_ns t1, bool settle, struct store_request *row)
 {
 	if (!m)
 		return;
 	struct memsamp_window w;
 	memsamp_window(m->ms, t0, t1, &w);
+	if (settle && w.samples == 0) {
+		/* shorter than the interval: no sample inside, and the one before
+		 * it would stand in; take one now, as the request's end */
+		ar_ns ts = memsamp_settle(m->ms, t1, MEMRUN_SETTLE_NS);
+		if (ts)
+			memsamp_window(m->ms, t0, ts, &w);
+	}
 	row->mem_peak_bytes = w.rss_peak;
 	row->mem_end_bytes = w.rss_end;
 	row->gpu_peak_bytes = w.gpu_peak;

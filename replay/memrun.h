@@ -29,7 +29,9 @@ int memrun_start(struct memrun **out, const struct engine_cfg *cfg, const char *
  * end fills row->mem_peak_bytes, mem_end_bytes, gpu_peak_bytes,
  * host_drop_bytes and kv_usage from the samples of [t0, t1]. */
 void memrun_request_begin(struct memrun *m);
-void memrun_request_end(struct memrun *m, ar_ns t0, ar_ns t1, struct store_request *row);
+/* settle: when no sample fell inside [t0, t1], take one now and count it as
+ * the request's end (one request at a time; a concurrent loop must not wait) */
+void memrun_request_end(struct memrun *m, ar_ns t0, ar_ns t1, bool settle, struct store_request *row);
 /* After the request is classified: a request that failed while the server
  * process is gone is the crash it is. Rewrites *cls and the evidence
  * buffer (n bytes) when so. */

@@ -25,6 +25,7 @@ struct memsamp {
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* wakes the fast thread (kick, stop) */
 	pthread_cond_t cv_slow;
+	pthread_cond_t cv_done; /* a fast sample was stored (memsamp_settle waits on it) */
 	pthread_t fast, slow;
 	bool fast_started, slow_started;
 	bool stop, kicked;
@@ -136,6 +137,7 @@ static int take_sample(struct memsamp *m, struct procmem_tree *tr, ar_ns *next_r
 	m->alive = alive;
 	m->ring[m->nw % m->cap] = s;
 	m->nw++;
+	pthread_cond_broadcast(&m->cv_done);
 	if (m->nw - m->nd > m->cap) {
 		m->dropped += m->nw - m->nd - m->cap;
 		m->nd = m->nw - m->cap;
@@ -388,6 +390,7 @@ int memsamp_start(struct memsamp **out, const struct memsamp_opts *o, struct ar_
 	pthread_mutex_init(&m->mu, NULL);
 	cond_init_mono(&m->cv);
 	cond_init_mono(&m->cv_slow);
+	cond_init_mono(&m->cv_done);
 	if (o->metrics_url && !(m->metrics_url = strdup(o->metrics_url)))
 		goto nomem;
 	m->o.metrics_url = m->metrics_url;
@@ -451,6 +454,7 @@ void memsamp_stop(struct memsamp *m)
 	gpumem_free(m->gpu);
 	pthread_cond_destroy(&m->cv);
 	pthread_cond_destroy(&m->cv_slow);
+	pthread_cond_destroy(&m->cv_done);
 	pthread_mutex_destroy(&m->mu);
 	free(m->ring);
 	free(m->pids);
@@ -466,6 +470,27 @@ void memsamp_kick(struct memsamp *m)
 	m->kicked = true;
 	pthread_cond_signal(&m->cv);
 	pthread_mutex_unlock(&m->mu);
+}
+
+ar_ns memsamp_settle(struct memsamp *m, ar_ns t, ar_ns timeout)
+{
+	if (!m)
+		return 0;
+	struct timespec dl = ts_of(mono_now() + timeout);
+	ar_ns got = 0;
+	pthread_mutex_lock(&m->mu);
+	m->kicked = true;
+	pthread_cond_signal(&m->cv);
+	for (;;) {
+		if (m->nw && m->ring[(m->nw - 1) % m->cap].t_ns >= t) {
+			got = m->ring[(m->nw - 1) % m->cap].t_ns;
+			break;
+		}
+		if (m->stop || !m->fast_started || pthread_cond_timedwait(&m->cv_done, &m->mu, &dl) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&m->mu);
+	return got;
 }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }

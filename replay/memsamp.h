@@ -67,6 +67,10 @@ void memsamp_stop(struct memsamp *m);
 
 /* Asks for a sample now (wakes the fast thread; does not wait). */
 void memsamp_kick(struct memsamp *m);
+/* Asks for a sample and waits, at most timeout, until one taken at or after
+ * t (clock_now() time) is stored. Returns that sample's time, or 0 when
+ * none came in time (or the sampler is stopping). */
+ar_ns memsamp_settle(struct memsamp *m, ar_ns t, ar_ns timeout);
 
 /* Figures over [t0, t1] (clock_now() times). When no sample falls inside
  * (a request shorter than the interval), the nearest sample before t0

@@ -382,6 +382,37 @@ static void test_kick(void **st)
 	memsamp_stop(m);
 }
 
+/* A request shorter than the interval: no sample inside its window, so the one
+ * before it stands in (the growth would land on the next request); settling
+ * takes one at its end that shows the growth. */
+static void test_settle(void **st)
+{
+	(void)st;
+	struct child ch;
+	child_start(&ch);
+	struct memsamp *m = NULL;
+	start(&m, ch.pid, 3600 * AR_NS_PER_S, NULL); /* no ticks: kicks only */
+	memsamp_kick(m);
+	wait_samples(m, 0, 1);
+	ar_ns t0 = clock_now();
+	child_do(&ch, 'a');
+	ar_ns t1 = clock_now();
+	struct memsamp_window w;
+	memsamp_window(m, t0, t1, &w);
+	assert_int_equal(w.samples, 0);
+	int64_t before = w.rss_end; /* the stand-in from before t0 */
+	assert_true(before > 0);
+	ar_ns ts = memsamp_settle(m, t1, AR_NS_PER_S);
+	assert_true(ts >= t1);
+	memsamp_window(m, t0, ts, &w);
+	assert_int_equal(w.samples, 1);
+	assert_true(w.rss_end - before >= CHILD_BLOCK - 2 * MiB);
+	/* a time no sample can reach within the timeout: 0 */
+	assert_int_equal(memsamp_settle(m, clock_now() + 3600 * AR_NS_PER_S, 20 * AR_NS_PER_MS), 0);
+	memsamp_stop(m);
+	child_end(&ch);
+}
+
 /* ---- the /metrics KV scrape ----------------------------------------------------- */
 
 struct body {
@@ -626,6 +657,7 @@ int main(void)
 		cmocka_unit_test(test_pid_exits),
 		cmocka_unit_test(test_start_bad_pid),
 		cmocka_unit_test(test_interval),
+		cmocka_unit_test(test_settle),
 		cmocka_unit_test(test_kick),
 		cmocka_unit_test(test_metrics_kv),
 	};
