@@ -124,8 +124,12 @@ models:
 traces: ["{os.path.join(wd, 's.jsonl.zst')}"]
 measure: {{repeats: 1, warmup: 0, cold: none}}
 """)
+# the sweep itself inherits a descriptor without close-on-exec (as from a careless parent
+# shell or job runner): its server must not get it
+marker = open(os.path.join(wd, "inherited.marker"), "w")
 sw = subprocess.Popen([AR, "sweep", cfg, "--db", "s.db", "--quiet"], cwd=wd, env=env,
-                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(marker.fileno(),))
+marker.close()
 server = None
 end = time.time() + 30
 while time.time() < end and server is None:
@@ -149,7 +153,8 @@ if server:
             pass
     leaked = {fd: l for fd, l in links.items()
               if l.startswith(wd) and not (fd in (1, 2) and "logs" in l) and "/cache/" not in l}
-    check(not leaked, f"the server inherits none of the sweep's files (it has {len(links)} fds; leaked {leaked})")
+    check(not leaked, f"the server inherits none of the sweep's files, nor what the sweep inherited "
+          f"(it has {len(links)} fds; leaked {leaked})")
     check(links.get(1) == links.get(2) and links.get(1, "").startswith(wd), f"server stdout/stderr go to its log: {links.get(1)}")
 sw.send_signal(signal.SIGTERM)
 sw.wait(timeout=60)
@@ -163,7 +168,7 @@ left = our_processes()
 check(not left, f"no process outlives the commands: {left}")
 check(os.listdir(tmp) == [], f"TMPDIR is empty: {os.listdir(tmp)}")
 expect = {"s.jsonl.zst", "w.jsonl", "a.db", "a.html", "b.db", "rec.jsonl", "rec.log.jsonl", "sweep.yaml", "s.db",
-          "s.db.logs", "m.db", "cache"}
+          "s.db.logs", "m.db", "cache", "inherited.marker"}
 have = set(os.listdir(wd))
 extra = {f for f in have - expect if not f.endswith(("-wal", "-shm"))}
 check(not extra, f"the working folder holds only the named outputs: unexpected {sorted(extra)}")
