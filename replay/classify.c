@@ -1,13 +1,13 @@
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include "classify.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "rulefile.h"
 
 struct rule {
 	char cls[24];
@@ -50,28 +50,15 @@ void rules_free(struct rules *r)
 
 static int load_file(struct rules *r, const char *path, bool required, struct ar_err *err)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		if (!required && errno == ENOENT)
-			return 0;
-		return ar_err_set(err, AR_EIO, "cannot open rule file '%s': %s", path, strerror(errno));
-	}
-	char line[4096];
-	int lineno = 0, rc = 0;
-	while (fgets(line, sizeof line, f)) {
-		lineno++;
-		size_t len = strlen(line);
-		if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
-			rc = ar_err_set(err, AR_EFORMAT, "%s:%d: line longer than %zu bytes", path, lineno, sizeof line - 2);
-			break;
-		}
-		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-			line[--len] = '\0';
-		char *p = line;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (!*p || *p == '#')
-			continue;
+	struct rulefile *rf;
+	if (rulefile_open(&rf, path, 4094, required, "rule file", err) < 0)
+		return -1;
+	if (!rf)
+		return 0; /* optional, absent */
+	int rc;
+	char *p;
+	while ((rc = rulefile_next(rf, &p, err)) == 1) {
+		int lineno = rulefile_lineno(rf);
 		char cls[32], where[64];
 		int off = 0;
 		if (sscanf(p, "%31s %63s %n", cls, where, &off) != 2 || !p[off]) {
@@ -83,7 +70,8 @@ static int load_file(struct rules *r, const char *path, bool required, struct ar
 			break;
 		}
 		unsigned w = 0;
-		for (char *tok = strtok(where, ","); tok; tok = strtok(NULL, ",")) {
+		char *save = NULL;
+		for (char *tok = strtok_r(where, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 			if (!strcmp(tok, "body"))
 				w |= 1;
 			else if (!strcmp(tok, "event"))
@@ -96,15 +84,9 @@ static int load_file(struct rules *r, const char *path, bool required, struct ar
 				goto out;
 			}
 		}
-		int ec;
-		PCRE2_SIZE eo;
-		pcre2_code *re = pcre2_compile((PCRE2_SPTR)(p + off), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ec,
-					       &eo, NULL);
+		pcre2_code *re = rulefile_compile(rf, p + off, 0, NULL, err);
 		if (!re) {
-			PCRE2_UCHAR msg[256];
-			pcre2_get_error_message(ec, msg, sizeof msg);
-			rc = ar_err_set(err, AR_EFORMAT, "%s:%d: bad pattern at offset %zu: %s", path, lineno, (size_t)eo,
-					(const char *)msg);
+			rc = -1;
 			break;
 		}
 		if (r->n == r->cap) {
@@ -124,8 +106,8 @@ static int load_file(struct rules *r, const char *path, bool required, struct ar
 		r->n++;
 	}
 out:
-	fclose(f);
-	return rc;
+	rulefile_close(rf);
+	return rc < 0 ? -1 : 0;
 }
 
 /* The named family's rules first, then every other family's (the server

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "rxstamp.h"
 
 struct hx_xfer {
 	struct hx_loop *loop;
@@ -57,6 +58,7 @@ struct hx_loop {
 	size_t rx_left;
 	int rx_fd;
 	int *port_of;          /* local TCP port of each watched socket, by fd (0 = unknown) */
+	int stamp_fd;          /* holds the host's receive stamping on (see hx_loop_new) */
 	int n_port_of;
 	long long n_kernel, n_clock; /* how the response pieces were stamped */
 	/* easy handles of finished transfers, for the next ones: a new handle
@@ -151,17 +153,10 @@ static int sockopt_cb(void *ud, curl_socket_t fd, curlsocktype purpose)
  * waits, which is the case whenever the loop keeps up with the token rate. */
 static void rx_peek(struct hx_loop *l, int fd)
 {
-	struct iovec iov = {l->peek, sizeof l->peek};
-	union {
-		char buf[CMSG_SPACE(sizeof(struct timespec))];
-		struct cmsghdr align;
-	} c;
+	struct iovec iov;
+	union rxstamp_ctl ctl;
 	struct msghdr m;
-	memset(&m, 0, sizeof m);
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = c.buf;
-	m.msg_controllen = sizeof c.buf;
+	rxstamp_prepare(&m, &iov, l->peek, sizeof l->peek, &ctl);
 	l->rx_t = 0;
 	/* Only a queue with bytes in it is peeked: a peek of an empty one would
 	 * take the socket's pending error (a reset) and curl would then read a
@@ -173,27 +168,10 @@ static void rx_peek(struct hx_loop *l, int fd)
 	ssize_t n = recvmsg(fd, &m, MSG_PEEK | MSG_DONTWAIT);
 	if (n <= 0)
 		return;
-	struct timespec ts = {0, 0};
-	bool got = false;
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS &&
-		    cm->cmsg_len >= CMSG_LEN(sizeof ts)) {
-			memcpy(&ts, CMSG_DATA(cm), sizeof ts);
-			got = true;
-		}
-	}
-	if (!got)
+	ar_ns t = rxstamp_of(&m);
+	if (!t)
 		return;
-	/* the age of the data on the realtime clock, applied to the monotonic one
-	 * (both read together: nanoseconds apart; a step of the realtime clock
-	 * shows as a negative or absurd age and is ignored) */
-	struct timespec rt;
-	clock_gettime(CLOCK_REALTIME, &rt);
-	ar_ns now = clock_now();
-	ar_ns age = ((ar_ns)rt.tv_sec - (ar_ns)ts.tv_sec) * AR_NS_PER_S + ((ar_ns)rt.tv_nsec - (ar_ns)ts.tv_nsec);
-	if (age < 0 || age > 60 * AR_NS_PER_S)
-		return;
-	l->rx_t = now - age;
+	l->rx_t = t;
 	l->rx_left = (size_t)n;
 	l->rx_fd = fd;
 }
@@ -248,10 +226,21 @@ int hx_loop_new(struct hx_loop **out, struct ar_err *err)
 		free(l);
 		return ar_err_set(err, AR_ENOMEM, "out of memory");
 	}
+	/* The kernel switches receive stamping on a moment after the first socket
+	 * asks for it (and off a moment after the last one goes): a socket that
+	 * asks now and lives as long as the loop means the first response is
+	 * stamped too */
+	l->stamp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (l->stamp_fd >= 0) {
+		int on = 1;
+		(void)setsockopt(l->stamp_fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+	}
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (l->epfd < 0) {
 		int e = errno;
 		curl_multi_cleanup(l->multi);
+		if (l->stamp_fd >= 0)
+			close(l->stamp_fd);
 		free(l);
 		return ar_err_set(err, AR_EIO, "epoll_create1: %s", strerror(e));
 	}
@@ -327,6 +316,8 @@ void hx_loop_free(struct hx_loop *l)
 	free(l->idle);
 	if (l->epfd >= 0)
 		close(l->epfd);
+	if (l->stamp_fd >= 0)
+		close(l->stamp_fd);
 	free(l->port_of);
 	free(l);
 }

@@ -1,13 +1,13 @@
 /* redact: see redact.h. Rule file format: src/rules/redact.rules (top). */
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include "redact.h"
 
 #include <errno.h>
-#include <pcre2.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "rulefile.h"
 
 #define KIND_MAX 32
 #define LINE_MAX_BYTES 8192
@@ -117,33 +117,16 @@ static void drop_kind(struct redact *r, const char *kind, size_t file)
 
 static int load_file(struct redact *r, const char *path, size_t file, struct ar_err *err)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return ar_err_set(err, AR_EIO, "cannot open redaction rules '%s': %s", path, strerror(errno));
-	char *line = malloc(LINE_MAX_BYTES);
+	struct rulefile *rf;
+	if (rulefile_open(&rf, path, LINE_MAX_BYTES - 2, true, "redaction rules", err) < 0)
+		return -1;
 	/* kinds this file already defined (their earlier rules are gone) */
 	char (*seen)[KIND_MAX] = NULL;
 	size_t nseen = 0;
-	int lineno = 0, rc = 0;
-	if (!line) {
-		rc = ar_err_set(err, AR_ENOMEM, "out of memory");
-		goto out;
-	}
-	while (fgets(line, LINE_MAX_BYTES, f)) {
-		lineno++;
-		size_t len = strlen(line);
-		if (len == LINE_MAX_BYTES - 1 && line[len - 1] != '\n' && !feof(f)) {
-			rc = ar_err_set(err, AR_ELIMIT, "%s:%d: line longer than %d bytes", path, lineno,
-					LINE_MAX_BYTES - 2);
-			goto out;
-		}
-		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-			line[--len] = '\0';
-		char *p = line;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (!*p || *p == '#')
-			continue;
+	int rc = 0;
+	char *p;
+	while ((rc = rulefile_next(rf, &p, err)) == 1) {
+		int lineno = rulefile_lineno(rf);
 		char *k = p;
 		while (*p && *p != ' ' && *p != '\t')
 			p++;
@@ -181,15 +164,9 @@ static int load_file(struct redact *r, const char *path, size_t file, struct ar_
 		}
 		if (!strcmp(p, "-"))
 			continue; /* the kind is switched off */
-		int ec;
-		PCRE2_SIZE eo;
-		pcre2_code *re = pcre2_compile((PCRE2_SPTR)p, PCRE2_ZERO_TERMINATED,
-					       PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_DUPNAMES, &ec, &eo, NULL);
+		pcre2_code *re = rulefile_compile(rf, p, PCRE2_DUPNAMES, kind, err);
 		if (!re) {
-			PCRE2_UCHAR msg[256];
-			pcre2_get_error_message(ec, msg, sizeof msg);
-			rc = ar_err_set(err, AR_EFORMAT, "%s:%d: bad pattern for '%s' at offset %zu: %s", path, lineno,
-					kind, (size_t)eo, (const char *)msg);
+			rc = -1;
 			goto out;
 		}
 		(void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter is the fallback */
@@ -216,13 +193,10 @@ static int load_file(struct redact *r, const char *path, size_t file, struct ar_
 			goto out;
 		}
 	}
-	if (ferror(f))
-		rc = ar_err_set(err, AR_EIO, "cannot read redaction rules '%s': %s", path, strerror(errno));
 out:
 	free(seen);
-	free(line);
-	fclose(f);
-	return rc;
+	rulefile_close(rf);
+	return rc < 0 ? -1 : 0;
 }
 
 /* Kind table in rule order, one entry per distinct kind. */

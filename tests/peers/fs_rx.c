@@ -13,10 +13,12 @@
 #include "fs_rx.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
+
+#include "rxstamp.h"
 
 static _Atomic int64_t *stamps; /* by fd: CLOCK_MONOTONIC ns of the newest bytes read, 0 none */
 static int nstamps;
@@ -34,36 +36,20 @@ int fs_rx_init(int max_fd)
 
 ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
-	struct iovec iov = {buf, n};
-	union {
-		char b[CMSG_SPACE(sizeof(struct timespec))];
-		struct cmsghdr align;
-	} c;
+	struct iovec iov;
+	union rxstamp_ctl ctl;
 	struct msghdr m;
-	memset(&m, 0, sizeof m);
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	if (stamps && fd >= 0 && fd < nstamps) {
-		m.msg_control = c.b;
-		m.msg_controllen = sizeof c.b;
+	rxstamp_prepare(&m, &iov, buf, n, &ctl);
+	bool keep = stamps && fd >= 0 && fd < nstamps;
+	if (!keep) {
+		m.msg_control = NULL;
+		m.msg_controllen = 0;
 	}
 	ssize_t r = recvmsg(fd, &m, flags);
-	if (r <= 0 || !m.msg_control)
-		return r;
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS ||
-		    cm->cmsg_len < CMSG_LEN(sizeof(struct timespec)))
-			continue;
-		struct timespec ts, rt, mono;
-		memcpy(&ts, CMSG_DATA(cm), sizeof ts);
-		/* the data's age on the realtime clock, applied to the monotonic one */
-		clock_gettime(CLOCK_REALTIME, &rt);
-		clock_gettime(CLOCK_MONOTONIC, &mono);
-		int64_t age = ((int64_t)rt.tv_sec - ts.tv_sec) * 1000000000LL + (rt.tv_nsec - ts.tv_nsec);
-		if (age >= 0 && age < 60 * 1000000000LL)
-			atomic_store_explicit(&stamps[fd],
-					      (int64_t)mono.tv_sec * 1000000000LL + mono.tv_nsec - age,
-					      memory_order_relaxed);
+	if (r > 0 && keep) {
+		ar_ns t = rxstamp_of(&m);
+		if (t)
+			atomic_store_explicit(&stamps[fd], t, memory_order_relaxed);
 	}
 	return r;
 }
