@@ -198,16 +198,28 @@ void imp_drop(struct imp *im, const char *kind, int64_t n)
 /* ---- redaction --------------------------------------------------------------- */
 
 /* Text from other tools' files may hold invalid UTF-8 (a cut multibyte
- * character, Latin-1 in a log): a trace never does. The line readers refuse
- * it (or repair it under --lenient); this is the net for everything read
- * another way: invalid bytes become U+FFFD, counted as dropped items. */
+ * character, Latin-1 in a log) or NUL bytes: a trace never does (its strings
+ * cannot hold U+0000). The line readers refuse invalid UTF-8 (or repair it
+ * under --lenient); this is the net for everything read another way:
+ * invalid bytes and NULs become U+FFFD, counted as dropped items. */
 static int fix_utf8(struct imp *im, char **s, size_t *len, struct ar_err *err)
 {
 	size_t n = len ? *len : strlen(*s);
-	if (utf8_check(*s, n) == n)
+	size_t nuls = 0;
+	for (const char *p = len ? memchr(*s, '\0', n) : NULL; p; p = memchr(p + 1, '\0', n - (size_t)(p + 1 - *s)))
+		nuls++;
+	if (!nuls && utf8_check(*s, n) == n)
 		return 0;
 	struct buf b = BUF_INIT;
-	long k = utf8_repair(*s, n, &b);
+	long k = utf8_repair(*s, n, &b); /* U+0000 is valid UTF-8: NULs are kept here */
+	if (k >= 0 && nuls) {
+		struct buf c = BUF_INIT;
+		for (size_t i = 0; i < b.len && k >= 0; i++)
+			if ((b.data[i] ? buf_putc(&c, b.data[i]) : buf_append(&c, "\xEF\xBF\xBD", 3)) < 0)
+				k = -1;
+		buf_free(&b);
+		b = c;
+	}
 	char *d = k < 0 ? NULL : buf_detach(&b);
 	buf_free(&b);
 	if (!d)
@@ -216,7 +228,10 @@ static int fix_utf8(struct imp *im, char **s, size_t *len, struct ar_err *err)
 	*s = d;
 	if (len)
 		*len = strlen(d);
-	imp_drop(im, "invalid UTF-8 bytes (replaced by U+FFFD)", k);
+	if (k > 0)
+		imp_drop(im, "invalid UTF-8 bytes (replaced by U+FFFD)", k);
+	if (nuls)
+		imp_drop(im, "NUL bytes (replaced by U+FFFD)", (int64_t)nuls);
 	return 0;
 }
 
