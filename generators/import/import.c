@@ -337,6 +337,12 @@ int imp_session(struct imp *im, struct tr_session *s, struct ar_err *err)
 {
 	if (im->open && imp_session_end(im, err) < 0)
 		return -1;
+	/* every string the session line carries, whatever bytes the input had
+	 * (ids and models are read from files too, not only texts) */
+	if ((s->id && fix_utf8(im, &s->id, NULL, err) < 0) || (s->parent && fix_utf8(im, &s->parent, NULL, err) < 0) ||
+	    (s->model && fix_utf8(im, &s->model, NULL, err) < 0) || fix_utf8_json(im, s->source, err) < 0 ||
+	    fix_utf8_json(im, s->extra, err) < 0)
+		return -1;
 	/* unique id in the output */
 	char *id = jsonh_strdup(s->id && *s->id ? s->id : "session");
 	if (!id)
@@ -696,7 +702,12 @@ static cJSON *recorded(struct tr_turn *t)
 void imp_rec_num(struct tr_turn *t, const char *key, double v)
 {
 	cJSON *r = recorded(t);
-	if (!r || !isfinite(v))
+	/* a figure that went backwards (a log whose clock did: a response
+	 * stamped before its request) or a fractional token count is not a
+	 * measurement: left unknown, as the trace format wants */
+	size_t kl = strlen(key);
+	bool tokens = kl > 7 && !strcmp(key + kl - 7, "_tokens");
+	if (!r || !isfinite(v) || v < 0 || (tokens && v != floor(v)))
 		return;
 	cJSON_DeleteItemFromObjectCaseSensitive(r, key);
 	cJSON_AddNumberToObject(r, key, v);
