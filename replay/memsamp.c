@@ -1,6 +1,5 @@
 #include "memsamp.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -9,8 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
 #include "gpumem.h"
+#include "http.h"
 #include "procmem.h"
 #include "prom.h"
 
@@ -189,21 +188,6 @@ static void *fast_main(void *arg)
 
 /* ---- the slow thread ---------------------------------------------------------- */
 
-struct fetch {
-	struct buf b;
-	bool too_big;
-};
-
-static size_t on_write(char *p, size_t size, size_t n, void *ud)
-{
-	struct fetch *f = ud;
-	if (buf_append(&f->b, p, size * n) < 0) {
-		f->too_big = true;
-		return 0;
-	}
-	return size * n;
-}
-
 /* The KV usage gauges, in the order they are looked for. vLLM's "_perc"
  * gauges are 0..1 fractions like the others. */
 static const char *const kv_gauges[] = {"llamacpp:kv_cache_usage_ratio", "vllm:gpu_cache_usage_perc",
@@ -228,24 +212,19 @@ static double gauge_max(const struct prom_set *ps, const char *name)
  * METRICS_GIVE_UP consecutive ones; an answer that will not change (404,
  * 501 without --metrics, not Prometheus text, no KV gauge) gives up at
  * once. Giving up leaves one note saying why. */
-static double scrape_kv(struct memsamp *m, CURL *c, int *fails, bool *gave_up)
+static double scrape_kv(struct memsamp *m, int *fails, bool *gave_up)
 {
-	struct fetch f = {BUF_INIT, false};
-	buf_init(&f.b, METRICS_MAX);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
-	CURLcode rc = curl_easy_perform(c);
 	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	char *body = NULL;
+	size_t len = 0;
+	struct ar_err ferr = {0};
+	int rc = hx_fetch(m->metrics_url, NULL, METRICS_TIMEOUT_MS, METRICS_MAX, &status, &body, &len, &ferr);
 	double kv = NAN;
 	char msg[600];
 	msg[0] = '\0';
-	if (rc != CURLE_OK) {
-		if (f.too_big)
-			snprintf(msg, sizeof msg, "%s: answer larger than %u bytes; backend KV usage not sampled",
-				 m->metrics_url, METRICS_MAX);
-		else
-			snprintf(msg, sizeof msg, "%s: %s; backend KV usage not sampled", m->metrics_url,
-				 curl_easy_strerror(rc));
+	if (rc < 0) {
+		/* unreachable, timed out, or larger than METRICS_MAX */
+		snprintf(msg, sizeof msg, "%s; backend KV usage not sampled", ferr.msg);
 		(*fails)++;
 	} else if (status != 200) {
 		snprintf(msg, sizeof msg, "%s answers HTTP %ld; backend KV usage not sampled", m->metrics_url, status);
@@ -256,7 +235,7 @@ static double scrape_kv(struct memsamp *m, CURL *c, int *fails, bool *gave_up)
 	} else {
 		struct prom_set *ps = NULL;
 		struct ar_err err = {0};
-		if (prom_parse(f.b.data ? f.b.data : "", f.b.len, &ps, &err) < 0) {
+		if (prom_parse(body ? body : "", len, &ps, &err) < 0) {
 			snprintf(msg, sizeof msg, "%s is not Prometheus text (%s); backend KV usage not sampled",
 				 m->metrics_url, err.msg);
 			*fails = METRICS_GIVE_UP;
@@ -275,7 +254,7 @@ static double scrape_kv(struct memsamp *m, CURL *c, int *fails, bool *gave_up)
 		}
 		prom_set_free(ps);
 	}
-	buf_free(&f.b);
+	free(body);
 	if (*fails >= METRICS_GIVE_UP && !*gave_up) {
 		*gave_up = true;
 		add_note(m, msg);
@@ -286,16 +265,8 @@ static double scrape_kv(struct memsamp *m, CURL *c, int *fails, bool *gave_up)
 static void *slow_main(void *arg)
 {
 	struct memsamp *m = arg;
-	CURL *c = NULL;
 	int fails = 0;
 	bool gave_up = !m->metrics_url;
-	if (m->metrics_url && (c = curl_easy_init())) {
-		curl_easy_setopt(c, CURLOPT_URL, m->metrics_url);
-		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)METRICS_TIMEOUT_MS);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-		curl_easy_setopt(c, CURLOPT_USERAGENT, "agentreplay-memsamp");
-	}
 	struct procmem_tree tr;
 	procmem_tree_init(&tr, m->o.pid);
 	ar_ns next = mono_now();
@@ -323,8 +294,8 @@ static void *slow_main(void *arg)
 		}
 		if (gpumem_mode(m->gpu) == GPUMEM_SMI && tr.n && alive)
 			smi = gpumem_sample(m->gpu, tr.pids, tr.n, NULL);
-		if (c && !gave_up && alive)
-			kv = scrape_kv(m, c, &fails, &gave_up);
+		if (!gave_up && alive)
+			kv = scrape_kv(m, &fails, &gave_up);
 		pthread_mutex_lock(&m->mu);
 		m->pss = pss;
 		if (pss >= 0)
@@ -345,8 +316,6 @@ static void *slow_main(void *arg)
 	}
 	pthread_mutex_unlock(&m->mu);
 	procmem_tree_free(&tr);
-	if (c)
-		curl_easy_cleanup(c);
 	return NULL;
 }
 
