@@ -1387,8 +1387,9 @@ static int conc_run(struct run *r, const struct trace_info *tis, struct ar_err *
 			break; /* nothing can happen any more (cannot be: active > 0 means busy or waiting) */
 		if (cfg->stop && (!until || until > now + 200 * AR_NS_PER_MS))
 			until = now + 200 * AR_NS_PER_MS; /* notice a signal soon */
-		if (c.dl.n || started > CONC_BATCH || paced > CONC_BATCH)
-			until = now; /* work is waiting: only read what is ready */
+		if (c.dl.n)
+			until = now; /* finished requests wait: only read what is ready (arrivals and paced
+				      * turns left over by their batch limit are due, so `until` is past) */
 		if (hx_poll(r->loop, until, err) < 0)
 			goto out;
 		if (!c.dl.n)
