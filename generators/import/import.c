@@ -303,20 +303,45 @@ static int scrub_calls(struct imp *im, struct tr_tool_call *c, size_t n, struct 
 	return 0;
 }
 
+/* Call ids and the ids tool results answer, made valid before they are
+ * matched, so a result matches its call in the trace as it is written. */
+static int fix_ids(struct imp *im, struct tr_tool_call *c, size_t n, struct ar_err *err)
+{
+	for (size_t i = 0; i < n; i++)
+		if (c[i].id && fix_utf8(im, &c[i].id, NULL, err) < 0)
+			return -1;
+	return 0;
+}
+
+static int fix_turn_ids(struct imp *im, struct tr_turn *t, struct ar_err *err)
+{
+	for (size_t k = 0; k < t->n_append; k++) {
+		struct tr_message *m = &t->append[k];
+		if (fix_ids(im, m->calls, m->n_calls, err) < 0 ||
+		    (m->tool_call_id && fix_utf8(im, &m->tool_call_id, NULL, err) < 0))
+			return -1;
+	}
+	return t->response ? fix_ids(im, t->response->calls, t->response->n_calls, err) : 0;
+}
+
 static int scrub_turn(struct imp *im, struct tr_turn *t, struct ar_err *err)
 {
 	for (size_t k = 0; k < t->n_append; k++) {
 		struct tr_message *m = &t->append[k];
+		/* every string a turn line carries, ids and unknown fields too */
 		if (scrub(im, &m->content, &m->content_len, err) < 0 || scrub_calls(im, m->calls, m->n_calls, err) < 0 ||
-		    scrub(im, &m->name, NULL, err) < 0)
+		    scrub(im, &m->name, NULL, err) < 0 || fix_utf8_json(im, m->extra, err) < 0)
 			return -1;
 	}
 	if (t->response) {
 		struct tr_response *r = t->response;
 		if (scrub(im, &r->content, &r->content_len, err) < 0 || scrub(im, &r->reasoning, NULL, err) < 0 ||
-		    scrub_calls(im, r->calls, r->n_calls, err) < 0)
+		    scrub_calls(im, r->calls, r->n_calls, err) < 0 || (r->finish && fix_utf8(im, &r->finish, NULL, err) < 0) ||
+		    fix_utf8_json(im, r->extra, err) < 0)
 			return -1;
 	}
+	if (fix_utf8_json(im, t->extra, err) < 0)
+		return -1;
 	return scrub_json(im, t->recorded, err);
 }
 
@@ -455,6 +480,8 @@ int imp_turn(struct imp *im, struct tr_turn *t, uint64_t line, struct ar_err *er
 		if ((size_t)t->keep > hist)
 			t->keep = (int64_t)hist;
 	}
+	if (fix_turn_ids(im, t, err) < 0)
+		return -1;
 	/* tool results must answer a call issued earlier */
 	for (size_t k = 0; k < t->n_append;) {
 		struct tr_message *m = &t->append[k];
