@@ -26,6 +26,7 @@
  * keeps the thinking in the context (the next prompt grows by the whole
  * output_tokens): that size rides into the next turn as a synthetic user
  * message (imp_hidden_reasoning), so replayed prompts have the recorded size. */
+#include <ctype.h>
 #include <glob.h>
 #include <stdlib.h>
 #include <string.h>
@@ -536,13 +537,27 @@ static bool same_session(const char *path, const char *sid)
 	return strstr(head, want) != NULL;
 }
 
+/* Whether a session id may name a folder and a file pattern: Claude Code's
+ * are UUIDs. The id comes from the log, so "..", "a/b" or "*" must not steer
+ * where the importer looks for subagent files. */
+static bool plain_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 200 || s[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+			return false;
+	return true;
+}
+
 static int convert(struct imp *im, const char *path, struct ar_err *err)
 {
 	struct cc c;
 	memset(&c, 0, sizeof c);
 	char *sid = NULL;
 	int rc = one_file(im, path, NULL, &c, &sid, err);
-	if (rc == 0 && sid) {
+	if (rc == 0 && sid && plain_name(sid)) {
 		const char *slash = strrchr(path, '/');
 		size_t dl = slash ? (size_t)(slash - path + 1) : 0;
 		size_t need = dl + strlen(sid) + 40;

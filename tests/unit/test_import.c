@@ -249,11 +249,29 @@ static void test_big_line_end_to_end(void **state)
 	unlink(out);
 }
 
-/* Claude Code 2.1.x writes subagents to <dir>/<session>/subagents/agent-*.jsonl:
- * they become children of the main session, spawned at the Task call. */
-static void test_claude_subagent_files(void **state)
+/* Writes text with every "sessionId":"s1" naming sid instead. */
+static void write_with_sid(const char *path, const char *text, const char *sid)
 {
-	(void)state;
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	static const char key[] = "\"sessionId\":\"s1\"";
+	for (const char *p = text, *q; *p; p = q + strlen(key)) {
+		q = strstr(p, key);
+		if (!q) {
+			fputs(p, f);
+			break;
+		}
+		fprintf(f, "%.*s\"sessionId\":\"%s\"", (int)(q - p), p, sid);
+	}
+	fclose(f);
+}
+
+/* Claude Code 2.1.x writes subagents to <dir>/<session>/subagents/agent-*.jsonl:
+ * they become children of the main session, spawned at the Task call. The
+ * session id comes from the log: one that is not a plain file name ("s*",
+ * "../s1") must not steer the search, so the folder s1/ is not found then. */
+static void claude_subagent_files(const char *sid, int want_subagents)
+{
 	char dir[] = "/tmp/test_import_cc_XXXXXX";
 	assert_non_null(mkdtemp(dir));
 	char p[256];
@@ -275,12 +293,8 @@ static void test_claude_subagent_files(void **state)
 	snprintf(mainp, sizeof mainp, "%s/s1.jsonl", dir);
 	snprintf(agentp, sizeof agentp, "%s/s1/subagents/agent-ag1.jsonl", dir);
 	snprintf(out, sizeof out, "%s/out.jsonl", dir);
-	FILE *f = fopen(mainp, "w");
-	fputs(main_log, f);
-	fclose(f);
-	f = fopen(agentp, "w");
-	fputs(agent_log, f);
-	fclose(f);
+	write_with_sid(mainp, main_log, sid);
+	write_with_sid(agentp, agent_log, sid);
 	struct imp_opts o = {0};
 	struct imp_report rep;
 	memset(&rep, 0, sizeof rep);
@@ -288,9 +302,9 @@ static void test_claude_subagent_files(void **state)
 	const char *inputs[] = {mainp};
 	if (import_run(import_find("claude-code"), inputs, 1, out, &o, &rep, &err) < 0)
 		fail_msg("%s", err.msg);
-	assert_int_equal(rep.sessions, 2);
-	assert_int_equal(rep.subagents, 1);
-	assert_int_equal(rep.turns, 4);
+	assert_int_equal(rep.sessions, 1 + want_subagents);
+	assert_int_equal(rep.subagents, want_subagents);
+	assert_int_equal(rep.turns, 3 + want_subagents);
 	imp_report_free(&rep);
 	struct trace_reader *r = NULL;
 	struct trace_reader_opts ro = {0};
@@ -305,14 +319,14 @@ static void test_claude_subagent_files(void **state)
 			break;
 		assert_int_equal(rc, TRACE_ITEM);
 		if (it.kind == TRACE_ITEM_SESSION && it.session->parent) {
-			assert_string_equal(it.session->parent, "s1");
+			assert_string_equal(it.session->parent, sid);
 			assert_int_equal(it.session->spawned_at_turn, 1); /* the turn that called Task */
 			seen_child = true;
 		}
 		trace_item_clear(&it);
 	}
 	trace_reader_close(r);
-	assert_true(seen_child);
+	assert_int_equal(seen_child, want_subagents > 0);
 	unlink(out);
 	unlink(agentp);
 	unlink(mainp);
@@ -321,6 +335,15 @@ static void test_claude_subagent_files(void **state)
 	snprintf(p, sizeof p, "%s/s1", dir);
 	rmdir(p);
 	rmdir(dir);
+}
+
+static void test_claude_subagent_files(void **state)
+{
+	(void)state;
+	claude_subagent_files("s1", 1);
+	claude_subagent_files("s*", 0);
+	claude_subagent_files("../s1", 0);
+	claude_subagent_files(".", 0);
 }
 
 int main(void)
