@@ -125,10 +125,10 @@ int imp_json_ids(const cJSON *arr, int64_t **out, size_t *n)
 	if (!v)
 		return -1;
 	for (const cJSON *c = arr->child; c; c = c->next) {
-		int64_t x;
-		if (cJSON_IsNumber(c) && (x = (int64_t)c->valuedouble) >= 0 && (double)x == c->valuedouble &&
-		    x < (INT64_C(1) << 40))
-			v[i++] = x;
+		/* range first: converting a double outside int64_t is undefined */
+		if (cJSON_IsNumber(c) && c->valuedouble >= 0 && c->valuedouble < (double)(INT64_C(1) << 40) &&
+		    (double)(int64_t)c->valuedouble == c->valuedouble)
+			v[i++] = (int64_t)c->valuedouble;
 		else {
 			free(v);
 			return -2; /* not a list of block ids */

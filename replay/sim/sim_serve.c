@@ -396,6 +396,15 @@ static void add_raw_text(struct sim_prompt *p, const char *text)
 		add_raw_segment(p, seg, strlen(seg));
 }
 
+/* A token id from a request: any JSON number, clamped into range first
+ * (converting a double outside the integer type is undefined). */
+static int64_t token_id(double d)
+{
+	if (!(d >= 0))
+		return 0;
+	return d > 9e15 ? INT64_C(9000000000000000) : (int64_t)d;
+}
+
 static const char *raw_prompt(const cJSON *v, struct sim_prompt *p)
 {
 	sim_prompt_reset(p);
@@ -413,7 +422,7 @@ static const char *raw_prompt(const cJSON *v, struct sim_prompt *p)
 			}
 			if (!cJSON_IsNumber(e))
 				return "'prompt' must be a string, a list of token ids or of strings";
-			ids[n++] = (int64_t)e->valuedouble;
+			ids[n++] = token_id(e->valuedouble);
 			if (n == SIM_BLOCK_TOKENS) {
 				sim_prompt_add_raw(p, (const char *)ids, sizeof ids, n);
 				n = 0;
@@ -1061,7 +1070,7 @@ static enum MHD_Result handle_tokenize(struct MHD_Connection *c, struct req *q, 
 		const cJSON *t = cJSON_GetObjectItem(j, "tokens");
 		buf_puts(&b, "{\"content\":\"");
 		for (const cJSON *e = cJSON_IsArray(t) ? t->child : NULL; e; e = e->next)
-			buf_printf(&b, " %s", word((uint64_t)e->valuedouble, 0));
+			buf_printf(&b, " %s", word((uint64_t)token_id(e->valuedouble), 0));
 		buf_puts(&b, "\"}");
 	} else {
 		const cJSON *ct = cJSON_GetObjectItem(j, "content");
