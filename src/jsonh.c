@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 bool jsonh_int(const cJSON *v, int64_t *out)
 {
 	if (!cJSON_IsNumber(v))
@@ -172,4 +174,43 @@ const char *jsonh_type(const cJSON *v)
 	if (cJSON_IsNull(v))
 		return "null";
 	return "invalid";
+}
+
+/* One string, repaired in place when it needs it. */
+static long repair_str(char **s)
+{
+	size_t n = strlen(*s);
+	if (utf8_check(*s, n) == n)
+		return 0;
+	struct buf b = BUF_INIT;
+	long k = utf8_repair(*s, n, &b);
+	char *d = k < 0 ? NULL : buf_detach(&b);
+	buf_free(&b);
+	if (!d)
+		return -1;
+	free(*s);
+	*s = d;
+	return k;
+}
+
+long jsonh_repair_utf8(cJSON *v)
+{
+	long total = 0, k;
+	if (!v)
+		return 0;
+	if (v->string && !(v->type & cJSON_StringIsConst) && (k = repair_str(&v->string)) >= 0)
+		total += k;
+	else if (v->string && !(v->type & cJSON_StringIsConst))
+		return -1;
+	if (cJSON_IsString(v) && v->valuestring) {
+		if ((k = repair_str(&v->valuestring)) < 0)
+			return -1;
+		total += k;
+	}
+	for (cJSON *c = v->child; c; c = c->next) {
+		if ((k = jsonh_repair_utf8(c)) < 0)
+			return -1;
+		total += k;
+	}
+	return total;
 }

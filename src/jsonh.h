@@ -29,4 +29,10 @@ char *jsonh_strdup(const char *s);
 /* A short printable name of v's type: "string", "number", "object", ... */
 const char *jsonh_type(const cJSON *v);
 
+/* Replaces every invalid UTF-8 byte in v's key, v's string value and those of
+ * everything under v by U+FFFD (cJSON keeps whatever bytes it was given; JSON
+ * text and traces are UTF-8). Returns the number of replacements, or -1 out
+ * of memory (v is then partly repaired). */
+long jsonh_repair_utf8(cJSON *v);
+
 #endif

@@ -235,16 +235,15 @@ static int fix_utf8(struct imp *im, char **s, size_t *len, struct ar_err *err)
 	return 0;
 }
 
+/* v and its siblings, with everything under them (their strings hold no NUL) */
 static int fix_utf8_json(struct imp *im, cJSON *v, struct ar_err *err)
 {
 	for (; v; v = v->next) {
-		if (v->string && utf8_check(v->string, strlen(v->string)) != strlen(v->string) &&
-		    fix_utf8(im, &v->string, NULL, err) < 0)
-			return -1;
-		if (cJSON_IsString(v) && v->valuestring && fix_utf8(im, &v->valuestring, NULL, err) < 0)
-			return -1;
-		if (v->child && fix_utf8_json(im, v->child, err) < 0)
-			return -1;
+		long k = jsonh_repair_utf8(v);
+		if (k < 0)
+			return ar_err_set(err, AR_ENOMEM, "out of memory");
+		if (k > 0)
+			imp_drop(im, "invalid UTF-8 bytes (replaced by U+FFFD)", k);
 	}
 	return 0;
 }

@@ -1,4 +1,4 @@
-/* Unit tests: buf, units, utf8, strset, rng, err. */
+/* Unit tests: buf, units, utf8 (and jsonh_repair_utf8), strset, rng, err. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "jsonh.h"
 #include "rng.h"
 #include "strset.h"
 #include "units.h"
@@ -98,6 +99,22 @@ static void test_utf8(void **state)
 	assert_int_equal(utf8_check("", 0), 0);
 }
 
+/* Keys and string values at any depth are repaired, one U+FFFD per bad
+ * byte; numbers and valid strings are left as they are. */
+static void test_json_repair(void **state)
+{
+	(void)state;
+	cJSON *v = cJSON_Parse("{\"a\xff\":[\"caf\xe9\", 1, {\"k\":\"ok \xc3\xa9\", \"x\":\"\xc0\xaf\"}], \"n\":null}");
+	assert_non_null(v);
+	assert_int_equal(jsonh_repair_utf8(v), 4);
+	char *out = cJSON_PrintUnformatted(v);
+	assert_string_equal(out, "{\"a\xef\xbf\xbd\":[\"caf\xef\xbf\xbd\",1,{\"k\":\"ok \xc3\xa9\",\"x\":\"\xef\xbf\xbd\xef\xbf\xbd\"}],\"n\":null}");
+	free(out);
+	assert_int_equal(jsonh_repair_utf8(v), 0); /* nothing left to repair */
+	cJSON_Delete(v);
+	assert_int_equal(jsonh_repair_utf8(NULL), 0);
+}
+
 static void test_strset(void **state)
 {
 	struct strset s;
@@ -151,7 +168,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_ceiling), cmocka_unit_test(test_units),
-		cmocka_unit_test(test_utf8),        cmocka_unit_test(test_strset),
+		cmocka_unit_test(test_utf8),        cmocka_unit_test(test_json_repair), cmocka_unit_test(test_strset),
 		cmocka_unit_test(test_rng_portable), cmocka_unit_test(test_err),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
