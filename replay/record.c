@@ -670,6 +670,14 @@ static void record_call(struct rec *r, struct xreq *x, long status)
 	resp = acc_response(x, status);
 	if (!resp)
 		goto out;
+	/* an agent or a server may send bytes that are not UTF-8 (cJSON keeps
+	 * them): the log and the trace are UTF-8, so they become U+FFFD */
+	long bad1 = request ? jsonh_repair_utf8(request) : 0, bad2 = jsonh_repair_utf8(resp);
+	if (bad1 < 0 || bad2 < 0) {
+		note(r, "record: call not recorded: out of memory");
+		goto out;
+	}
+	r->st->not_utf8 += bad1 + bad2;
 	int64_t hits = 0;
 	if (r->o->redact) {
 		int64_t h1 = request ? redact_json(r->o->redact, request, &e) : 0;

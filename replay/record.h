@@ -93,6 +93,7 @@ struct record_stats {
 	int64_t dropped;   /* content parts / tools without a trace form */
 	int64_t unparsed;  /* recorded calls whose body is not a chat request (logged only) */
 	int64_t redacted;  /* secrets replaced */
+	int64_t not_utf8;  /* bytes in bodies that were not UTF-8 (replaced by U+FFFD) */
 };
 
 /* Runs until *stop is set: in-flight requests are cut, the record of any

@@ -209,6 +209,9 @@ static int record_main(int argc, char **argv)
 					"(kept as user messages), %lld parts without a trace form (images, thinking, server "
 					"tools) dropped\n",
 				(long long)st.unparsed, (long long)st.orphans, (long long)st.dropped);
+		if (st.not_utf8)
+			fprintf(stderr, "  %lld bytes in bodies were not UTF-8 (replaced by U+FFFD in the log and trace)\n",
+				(long long)st.not_utf8);
 		if (rd) {
 			fprintf(stderr, "  redacted %lld secrets", (long long)st.redacted);
 			const char *sep = ": ";

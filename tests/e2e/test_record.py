@@ -60,6 +60,7 @@ class Upstream(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.log = []  # (path, headers, body bytes, response bytes)
         self.capture = capture
         self.answerer = None  # (path, req, k) -> (text, calls); None = answer()
+        self.raw = None  # bytes that replace "RAW" in answers (e.g. bytes that are not UTF-8)
 
 
 def sse_openai(text, calls, usage):
@@ -131,7 +132,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(n)
-        req = json.loads(raw)
+        req = json.loads(raw.decode("utf-8", "replace"))
         k = len(self.server.log)
         anthropic = self.path.startswith("/v1/messages")
         text, calls = (self.server.answerer or answer)(self.path, req, k)
@@ -161,6 +162,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     msg["tool_calls"] = [{"id": c, "type": "function", "function": {"name": nm, "arguments": a}} for c, nm, a in calls]
                 chunks = [json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": msg,
                                       "finish_reason": "tool_calls" if calls else "stop"}], "usage": usage}).encode()]
+        if self.server.raw is not None:
+            chunks = [c.replace(b"RAW", self.server.raw) for c in chunks]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream" if stream else "application/json")
         self.send_header("X-Upstream", "scripted")
@@ -672,6 +675,34 @@ try:
        "subagents: SIGKILL mid-way leaves a valid trace with every answered turn (%s) %s"
        % (sorted(len(v[1]) for v in mat.values()), msg.strip()))
     ok(not [f for f in os.listdir(work) if ".tmp." in f], "subagents: no temporary file left by the rewrites")
+
+    # ---- 5c. bytes that are not UTF-8, from the agent and from the server ---------------------
+    bup = serve()
+    bup.answerer = lambda path, req, n: ("na\u00efve RAW answer", [])
+    bup.raw = b"\xe9\xff"
+    rec, port = start_recorder("http://127.0.0.1:%d" % bup.server_address[1], "bytes", ["--no-redact"])
+    first = b'{"role":"user","content":"caf\xe9 \xff"}'
+    for body in (b'{"model":"m","messages":[' + first + b'],"stream":false}',
+                 b'{"model":"m","messages":[' + first + b',{"role":"assistant","content":"x"},'
+                 b'{"role":"user","content":"again"}],"stream":true}'):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        r = c.getresponse()
+        got = r.read()
+        c.close()
+        ok(r.status == 200 and b"\xe9\xff" in got, "bytes not UTF-8: the answer reaches the agent as sent (%d)" % r.status)
+    rc = stop(rec, signal.SIGTERM)
+    path = os.path.join(work, "bytes.jsonl")
+    good, msg = validate(path)
+    text = open(path, "rb").read().decode("utf-8")  # raises if the trace is not UTF-8
+    ok(rc == 0 and good and "caf\ufffd \ufffd" in text and "na\u00efve \ufffd\ufffd answer" in text,
+       "bytes not UTF-8: the trace validates, each bad byte is U+FFFD (%s) %s" % (rc, msg.strip()))
+    log = [json.loads(l.decode("utf-8")) for l in open(os.path.join(work, "bytes.log"), "rb")]
+    ok(len(log) == 2 and log[0]["request"]["messages"][0]["content"] == "caf\ufffd \ufffd",
+       "bytes not UTF-8: the request log is UTF-8 too")
+    err = open(os.path.join(work, "bytes.err")).read()
+    ok("8 bytes in bodies were not UTF-8" in err, "bytes not UTF-8: the summary counts them: " + err.strip()[-300:])
+    bup.shutdown()
 
     # ---- 5. through the recorder to `agentreplay sim serve` ------------------------------------
     pf = os.path.join(work, "sim.port")
