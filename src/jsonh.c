@@ -42,6 +42,15 @@ int jsonh_put_string(struct buf *b, const char *s, size_t n)
 				u[0] = '\\'; u[1] = 'u'; u[2] = '0'; u[3] = '0';
 				u[4] = hex[c >> 4]; u[5] = hex[c & 15]; u[6] = 0;
 				esc = u;
+			} else if (c >= 0x80) {
+				/* JSON text is UTF-8: a byte that does not start a valid
+				 * sequence goes out as U+FFFD (the net under every writer) */
+				size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+				if (len && len <= n - i && utf8_check(s + i, len) == len) {
+					i += len - 1;
+					continue;
+				}
+				esc = "\xEF\xBF\xBD";
 			}
 		}
 		if (!esc)

@@ -100,7 +100,8 @@ static void test_utf8(void **state)
 }
 
 /* Keys and string values at any depth are repaired, one U+FFFD per bad
- * byte; numbers and valid strings are left as they are. */
+ * byte; numbers and valid strings are left as they are. The JSON writer
+ * does the same to what it writes. */
 static void test_json_repair(void **state)
 {
 	(void)state;
@@ -113,6 +114,14 @@ static void test_json_repair(void **state)
 	assert_int_equal(jsonh_repair_utf8(v), 0); /* nothing left to repair */
 	cJSON_Delete(v);
 	assert_int_equal(jsonh_repair_utf8(NULL), 0);
+	/* the writer's own net: whatever bytes it is handed, it writes UTF-8 */
+	struct buf b = BUF_INIT;
+	const char in[] = "a\xff" "b\xc3\xa9 \xf0\x9f\x98\x80 \xed\xa0\x80 \xe2\x82";
+	assert_int_equal(jsonh_put_string(&b, in, sizeof in - 1), 0);
+	assert_int_equal(buf_putc(&b, '\0'), 0);
+	assert_string_equal(b.data, "\"a\xef\xbf\xbd" "b\xc3\xa9 \xf0\x9f\x98\x80 \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd "
+				    "\xef\xbf\xbd\xef\xbf\xbd\"");
+	buf_free(&b);
 }
 
 static void test_strset(void **state)
