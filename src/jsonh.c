@@ -207,10 +207,11 @@ long jsonh_repair_utf8(cJSON *v)
 	long total = 0, k;
 	if (!v)
 		return 0;
-	if (v->string && !(v->type & cJSON_StringIsConst) && (k = repair_str(&v->string)) >= 0)
+	if (v->string && !(v->type & cJSON_StringIsConst)) { /* a constant key is ours, not the input's */
+		if ((k = repair_str(&v->string)) < 0)
+			return -1;
 		total += k;
-	else if (v->string && !(v->type & cJSON_StringIsConst))
-		return -1;
+	}
 	if (cJSON_IsString(v) && v->valuestring) {
 		if ((k = repair_str(&v->valuestring)) < 0)
 			return -1;
