@@ -19,7 +19,7 @@ bool jsonh_int(const cJSON *v, int64_t *out)
 	return true;
 }
 
-int jsonh_put_string(struct buf *b, const char *s, size_t n)
+static int put_string(struct buf *b, const char *s, size_t n, bool repair)
 {
 	static const char hex[] = "0123456789abcdef";
 	if (buf_reserve(b, n + 2) < 0 || buf_putc(b, '"') < 0)
@@ -42,7 +42,7 @@ int jsonh_put_string(struct buf *b, const char *s, size_t n)
 				u[0] = '\\'; u[1] = 'u'; u[2] = '0'; u[3] = '0';
 				u[4] = hex[c >> 4]; u[5] = hex[c & 15]; u[6] = 0;
 				esc = u;
-			} else if (c >= 0x80) {
+			} else if (c >= 0x80 && repair) {
 				/* JSON text is UTF-8: a byte that does not start a valid
 				 * sequence goes out as U+FFFD (the net under every writer) */
 				size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
@@ -62,6 +62,16 @@ int jsonh_put_string(struct buf *b, const char *s, size_t n)
 	if (buf_append(b, s + run, n - run) < 0)
 		return -1;
 	return buf_putc(b, '"');
+}
+
+int jsonh_put_string(struct buf *b, const char *s, size_t n)
+{
+	return put_string(b, s, n, true);
+}
+
+int jsonh_put_string_raw(struct buf *b, const char *s, size_t n)
+{
+	return put_string(b, s, n, false);
 }
 
 int jsonh_put_number(struct buf *b, double v)

@@ -12,8 +12,12 @@
 /* True when v is a JSON number with no fractional part within int64 range
  * (2^53 and beyond are accepted only as exactly representable doubles). */
 bool jsonh_int(const cJSON *v, int64_t *out);
-/* Appends s as a JSON string literal (quotes included) to b. -1 on ceiling. */
+/* Appends s as a JSON string literal (quotes included) to b. -1 on ceiling.
+ * A byte that does not start a valid UTF-8 sequence is written as U+FFFD. */
 int jsonh_put_string(struct buf *b, const char *s, size_t n);
+/* The same with bytes from 0x80 up copied as they are: for a test server that
+ * sends invalid UTF-8 on purpose. The tool itself writes with the above. */
+int jsonh_put_string_raw(struct buf *b, const char *s, size_t n);
 /* Appends v as compact JSON in agentreplay's normal form (FORMAT.md section
  * 11: no whitespace, minimal escapes, integral numbers below 2^53 as
  * integers). -1 on the buffer's ceiling or allocation failure. */

@@ -1399,7 +1399,7 @@ static enum MHD_Result handle_tokenize(struct fs_req *q)
 		unsigned long long id = h % 151643;
 		if (pieces) {
 			buf_printf(&b, "%s{\"id\":%llu,\"piece\":", i ? "," : "", id);
-			jsonh_put_string(&b, s + i, m);
+			jsonh_put_string_raw(&b, s + i, m);
 			buf_putc(&b, '}');
 		} else {
 			buf_printf(&b, "%s%llu", i ? "," : "", id);
@@ -1420,19 +1420,19 @@ static enum MHD_Result handle_models(struct fs_req *q)
 	unsigned long long ctx = s->cfg.ctx_limit ? s->cfg.ctx_limit : 131072;
 	if (s->cfg.flavor == FS_FLAVOR_LLAMA) {
 		buf_puts(&b, "{\"models\":[{\"name\":");
-		jsonh_put_string(&b, s->cfg.model, strlen(s->cfg.model));
+		jsonh_put_string_raw(&b, s->cfg.model, strlen(s->cfg.model));
 		buf_puts(&b, ",\"model\":");
-		jsonh_put_string(&b, s->cfg.model, strlen(s->cfg.model));
+		jsonh_put_string_raw(&b, s->cfg.model, strlen(s->cfg.model));
 		buf_puts(&b, ",\"type\":\"model\",\"capabilities\":[\"completion\"]}],\"object\":\"list\","
 			     "\"data\":[{\"id\":");
-		jsonh_put_string(&b, s->cfg.model, strlen(s->cfg.model));
+		jsonh_put_string_raw(&b, s->cfg.model, strlen(s->cfg.model));
 		buf_printf(&b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"llamacpp\","
 			       "\"meta\":{\"n_ctx\":%llu,\"n_ctx_train\":131072,\"n_vocab\":151936}}]}",
 			   now, ctx);
 	} else {
 		static const char *const owner[] = {"llamacpp", "vllm", "library", "system"};
 		buf_puts(&b, "{\"object\":\"list\",\"data\":[{\"id\":");
-		jsonh_put_string(&b, s->cfg.model, strlen(s->cfg.model));
+		jsonh_put_string_raw(&b, s->cfg.model, strlen(s->cfg.model));
 		buf_printf(&b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"%s\"", now,
 			   owner[s->cfg.flavor]);
 		if (s->cfg.flavor == FS_FLAVOR_VLLM)
@@ -1581,7 +1581,7 @@ static void write_log(struct fs_server *s, struct fs_req *q, enum MHD_RequestTer
 			  : tc == MHD_REQUEST_TERMINATED_CLIENT_ABORT   ? "client_gone"
 									 : "error";
 	buf_printf(&b, "{\"req\":%llu,\"path\":", (unsigned long long)q->num);
-	jsonh_put_string(&b, q->path, strlen(q->path));
+	jsonh_put_string_raw(&b, q->path, strlen(q->path));
 	buf_printf(&b, ",\"stream\":%s,\"status\":%d,\"t_recv_ns\":%lld,\"t_recv_from\":\"%s\",\"t_first_token_ns\":",
 		   q->stream ? "true" : "false", q->status, (long long)q->t_recv, q->recv_kernel ? "kernel" : "read");
 	if (q->t_first_token)
@@ -1596,7 +1596,7 @@ static void write_log(struct fs_server *s, struct fs_req *q, enum MHD_RequestTer
 		   (unsigned long long)q->emitted, (unsigned long long)q->w.prompt_tokens,
 		   (unsigned long long)q->w.cached_tokens);
 	if (q->act.desc[0])
-		jsonh_put_string(&b, q->act.desc, strlen(q->act.desc));
+		jsonh_put_string_raw(&b, q->act.desc, strlen(q->act.desc));
 	else
 		buf_puts(&b, "null");
 	buf_printf(&b, ",\"outcome\":\"%s\"}\n", outcome);

@@ -12,7 +12,7 @@
 
 static int put_str(struct buf *b, const char *s)
 {
-	return jsonh_put_string(b, s ? s : "", s ? strlen(s) : 0);
+	return jsonh_put_string_raw(b, s ? s : "", s ? strlen(s) : 0);
 }
 
 static void rand_alnum(struct rng *r, char *out, size_t n)
@@ -244,7 +244,7 @@ static int text_chunk(struct buf *b, const struct fs_wire *w, const char *text, 
 	snprintf(fin, sizeof fin, finish ? "\"%s\"" : "null", finish);
 	if (w->flavor == FS_FLAVOR_LLAMA) {
 		r |= buf_puts(b, "\"choices\":[{\"text\":");
-		r |= jsonh_put_string(b, text, len);
+		r |= jsonh_put_string_raw(b, text, len);
 		r |= buf_printf(b, ",\"index\":0,\"logprobs\":null,\"finish_reason\":%s}]", fin);
 		/* llama puts "id" last for text completions */
 		r |= buf_printf(b, ",\"created\":%lld,\"model\":", (long long)w->created);
@@ -257,7 +257,7 @@ static int text_chunk(struct buf *b, const struct fs_wire *w, const char *text, 
 		return r | buf_puts(b, "}\n\n");
 	}
 	r |= buf_puts(b, "\"choices\":[{\"index\":0,\"text\":");
-	r |= jsonh_put_string(b, text, len);
+	r |= jsonh_put_string_raw(b, text, len);
 	r |= buf_printf(b, ",\"logprobs\":null,\"finish_reason\":%s%s}]", fin,
 			w->flavor == FS_FLAVOR_VLLM ? ",\"stop_reason\":null" : "");
 	return r | chunk_close(b, w, obj, extra);
@@ -408,7 +408,7 @@ int fs_wire_token(struct fs_wire *w, struct buf *b, enum fs_part part, const cha
 						    "\"arguments\":",
 						role);
 			}
-			r |= jsonh_put_string(&d, text, len);
+			r |= jsonh_put_string_raw(&d, text, len);
 			r |= buf_puts(&d, "}}]}");
 			w->tool_started = true;
 		} else {
@@ -418,7 +418,7 @@ int fs_wire_token(struct fs_wire *w, struct buf *b, enum fs_part part, const cha
 						? "reasoning"
 						: "reasoning_content";
 			r |= buf_printf(&d, "{%s\"%s\":", role, field);
-			r |= jsonh_put_string(&d, text, len);
+			r |= jsonh_put_string_raw(&d, text, len);
 			r |= buf_putc(&d, '}');
 		}
 		if (r == 0)
@@ -430,7 +430,7 @@ int fs_wire_token(struct fs_wire *w, struct buf *b, enum fs_part part, const cha
 		break;
 	case FS_API_LLAMA_COMPLETION:
 		r |= buf_puts(b, "data: {\"index\":0,\"content\":");
-		r |= jsonh_put_string(b, text, len);
+		r |= jsonh_put_string_raw(b, text, len);
 		r |= buf_printf(b, ",\"tokens\":[%llu],\"stop\":false,\"id_slot\":-1,"
 				   "\"tokens_predicted\":%llu,\"tokens_evaluated\":%llu}\n\n",
 				(unsigned long long)(1000 + (k * 7919) % 150000), (unsigned long long)k,
@@ -441,9 +441,9 @@ int fs_wire_token(struct fs_wire *w, struct buf *b, enum fs_part part, const cha
 		r |= buf_puts(b, "\"message\":{\"role\":\"assistant\",\"content\":");
 		if (part == FS_PART_REASONING) {
 			r |= buf_puts(b, "\"\",\"thinking\":");
-			r |= jsonh_put_string(b, text, len);
+			r |= jsonh_put_string_raw(b, text, len);
 		} else {
-			r |= jsonh_put_string(b, text, len);
+			r |= jsonh_put_string_raw(b, text, len);
 		}
 		r |= buf_puts(b, "},\"done\":false}\n");
 		break;
@@ -452,9 +452,9 @@ int fs_wire_token(struct fs_wire *w, struct buf *b, enum fs_part part, const cha
 		r |= buf_puts(b, "\"response\":");
 		if (part == FS_PART_REASONING) {
 			r |= buf_puts(b, "\"\",\"thinking\":");
-			r |= jsonh_put_string(b, text, len);
+			r |= jsonh_put_string_raw(b, text, len);
 		} else {
-			r |= jsonh_put_string(b, text, len);
+			r |= jsonh_put_string_raw(b, text, len);
 		}
 		r |= buf_puts(b, ",\"done\":false}\n");
 		break;
@@ -470,7 +470,7 @@ int fs_wire_token(struct fs_wire *w, struct buf *b, enum fs_part part, const cha
 			r |= buf_puts(b, "\"type\":\"thinking_delta\",\"thinking\":");
 		else
 			r |= buf_puts(b, "\"type\":\"input_json_delta\",\"partial_json\":");
-		r |= jsonh_put_string(b, text, len);
+		r |= jsonh_put_string_raw(b, text, len);
 		r |= buf_puts(b, "}}\n\n");
 		break;
 	}
@@ -694,12 +694,12 @@ static int chat_message(struct buf *b, const struct fs_wire *w, const char *cont
 	if (tool_args && !clen && w->flavor != FS_FLAVOR_OLLAMA)
 		r |= buf_puts(b, "null");
 	else
-		r |= jsonh_put_string(b, content, clen);
+		r |= jsonh_put_string_raw(b, content, clen);
 	if (rlen) {
 		r |= buf_puts(b, w->flavor == FS_FLAVOR_VLLM || w->flavor == FS_FLAVOR_OLLAMA
 					 ? ",\"reasoning\":"
 					 : ",\"reasoning_content\":");
-		r |= jsonh_put_string(b, reasoning, rlen);
+		r |= jsonh_put_string_raw(b, reasoning, rlen);
 	}
 	if (tool_args) {
 		if (w->flavor == FS_FLAVOR_LLAMA)
@@ -764,7 +764,7 @@ int fs_wire_body(struct fs_wire *w, struct buf *b, const char *content, size_t c
 	case FS_API_V1_COMPLETIONS:
 		if (w->flavor == FS_FLAVOR_LLAMA) {
 			r |= buf_puts(b, "{\"choices\":[{\"text\":");
-			r |= jsonh_put_string(b, content, clen);
+			r |= jsonh_put_string_raw(b, content, clen);
 			r |= buf_printf(b, ",\"index\":0,\"logprobs\":null,\"finish_reason\":\"%s\"}],"
 					   "\"created\":%lld,\"model\":",
 					finish_chat(fin), (long long)w->created);
@@ -787,7 +787,7 @@ int fs_wire_body(struct fs_wire *w, struct buf *b, const char *content, size_t c
 				w->id, (long long)w->created);
 		r |= put_str(b, w->model);
 		r |= buf_puts(b, ",\"choices\":[{\"index\":0,\"text\":");
-		r |= jsonh_put_string(b, content, clen);
+		r |= jsonh_put_string_raw(b, content, clen);
 		r |= buf_printf(b, ",\"logprobs\":null,\"finish_reason\":\"%s\"}]", finish_chat(fin));
 		if (usage) {
 			r |= buf_puts(b, ",\"usage\":");
@@ -796,7 +796,7 @@ int fs_wire_body(struct fs_wire *w, struct buf *b, const char *content, size_t c
 		return r | buf_putc(b, '}');
 	case FS_API_LLAMA_COMPLETION:
 		r |= buf_puts(b, "{\"index\":0,\"content\":");
-		r |= jsonh_put_string(b, content, clen);
+		r |= jsonh_put_string_raw(b, content, clen);
 		r |= buf_puts(b, ",\"tokens\":[],\"id_slot\":0,\"stop\":true,\"model\":");
 		r |= put_str(b, w->model);
 		r |= buf_printf(b,
@@ -818,10 +818,10 @@ int fs_wire_body(struct fs_wire *w, struct buf *b, const char *content, size_t c
 		r |= ollama_open(b, w);
 		if (w->api == FS_API_OLLAMA_CHAT) {
 			r |= buf_puts(b, "\"message\":{\"role\":\"assistant\",\"content\":");
-			r |= jsonh_put_string(b, content, clen);
+			r |= jsonh_put_string_raw(b, content, clen);
 			if (rlen) {
 				r |= buf_puts(b, ",\"thinking\":");
-				r |= jsonh_put_string(b, reasoning, rlen);
+				r |= jsonh_put_string_raw(b, reasoning, rlen);
 			}
 			if (tool_args) {
 				r |= buf_putc(b, ',');
@@ -833,10 +833,10 @@ int fs_wire_body(struct fs_wire *w, struct buf *b, const char *content, size_t c
 			if (tool_args)
 				r |= put_str(b, tool_args);
 			else
-				r |= jsonh_put_string(b, content, clen);
+				r |= jsonh_put_string_raw(b, content, clen);
 			if (rlen) {
 				r |= buf_puts(b, ",\"thinking\":");
-				r |= jsonh_put_string(b, reasoning, rlen);
+				r |= jsonh_put_string_raw(b, reasoning, rlen);
 			}
 		}
 		r |= buf_printf(b, ",\"done\":true,\"done_reason\":\"%s\"",
@@ -850,7 +850,7 @@ int fs_wire_body(struct fs_wire *w, struct buf *b, const char *content, size_t c
 				w->id);
 		if (rlen) {
 			r |= buf_puts(b, "{\"type\":\"thinking\",\"thinking\":");
-			r |= jsonh_put_string(b, reasoning, rlen);
+			r |= jsonh_put_string_raw(b, reasoning, rlen);
 			r |= buf_puts(b, ",\"signature\":\"\"}");
 		}
 		if (tool_args) {
@@ -859,7 +859,7 @@ int fs_wire_body(struct fs_wire *w, struct buf *b, const char *content, size_t c
 					rlen ? "," : "", w->tool_id, tool_args);
 		} else {
 			r |= buf_puts(b, rlen ? ",{\"type\":\"text\",\"text\":" : "{\"type\":\"text\",\"text\":");
-			r |= jsonh_put_string(b, content, clen);
+			r |= jsonh_put_string_raw(b, content, clen);
 			r |= buf_putc(b, '}');
 		}
 		r |= buf_puts(b, "],\"model\":");

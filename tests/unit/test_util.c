@@ -121,6 +121,10 @@ static void test_json_repair(void **state)
 	assert_int_equal(buf_putc(&b, '\0'), 0);
 	assert_string_equal(b.data, "\"a\xef\xbf\xbd" "b\xc3\xa9 \xf0\x9f\x98\x80 \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd "
 				    "\xef\xbf\xbd\xef\xbf\xbd\"");
+	buf_reset(&b);
+	assert_int_equal(jsonh_put_string_raw(&b, "a\xff\n", 3), 0); /* a test server's way to send bad bytes */
+	assert_int_equal(b.len, 6);
+	assert_memory_equal(b.data, "\"a\xff\\n\"", 6);
 	buf_free(&b);
 }
 
