@@ -900,8 +900,15 @@ static int replay_trace(struct run *r, const char *path, const struct trace_info
 			if (strcmp(q.row.outcome, "ok"))
 				note(r, "warmup request (%s turn %lld) failed: %s: %s", ses->id, (long long)turn->i,
 				     q.row.outcome, q.row.evidence ? q.row.evidence : "");
-			if (!strcmp(q.row.outcome, "http_error") || !strcmp(q.row.outcome, "protocol_error") ||
-			    !strcmp(q.row.outcome, "crash")) {
+			/* stop before measuring when the backend is not the API it was
+			 * named as, refuses the request (4xx: path, auth, model, body) or
+			 * died; a server error on this one request (5xx, an error event in
+			 * a stream, such as llama-server's "model produced output that
+			 * does not match the expected format") is the model's doing, and
+			 * the measured turns will show whether it persists */
+			int hs = q.row.http_status;
+			bool refused = !strcmp(q.row.outcome, "http_error") && hs >= 400 && hs < 500 && hs != 408 && hs != 429;
+			if (refused || !strcmp(q.row.outcome, "protocol_error") || !strcmp(q.row.outcome, "crash")) {
 				rc = ar_err_set(err, !strcmp(q.row.outcome, "crash") ? AR_ENET : AR_EBACKEND,
 						"the backend does not answer as the %s API should: %s", r->ad->name,
 						q.row.evidence ? q.row.evidence : q.row.outcome);

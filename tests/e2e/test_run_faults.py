@@ -320,6 +320,18 @@ def bad_inputs():
     s.stop()
     check("404 rc", rc == 1, rc)
     check("404 msg", "POST /v1/chat/completions returned HTTP 404" in err and "html" in err.lower(), err)
+    # a server error on the warmup request is that request's (llama-server's "model produced
+    # output that does not match the expected format"): noted, and the run measures on
+    for fault in ("http_status@1:500", "peg_error@1"):
+        s = Server("--fault", fault)
+        rc, out, err = run(s.url, "--warmup", "1")
+        n = sum(1 for q in s.requests() if q.get("path", "").endswith("/chat/completions"))
+        s.stop()
+        rows = reqs(out) if out else []
+        check(f"warmup {fault} rc", rc == 0 and out is not None, f"{rc} {err}")
+        check(f"warmup {fault} noted", "warmup request" in err and "failed" in err, err)
+        check(f"warmup {fault} measured", len(rows) == n - 1 and rows and all(r["outcome"] == "ok" for r in rows),
+              f"{n} requests, rows {[r['outcome'] for r in rows]}")
 
 
 @case
