@@ -76,6 +76,7 @@ struct acc {
 	cJSON *usage;
 	double t_first_ms; /* first token, ms after arrival; -1 none */
 	bool text_block_seen;
+	bool ended; /* the stream's end event came ([DONE], message_stop) */
 };
 
 struct rec;
@@ -111,7 +112,15 @@ struct xreq {
 
 	struct acc acc;
 	double t_done_ms;
+	/* worker thread only: the transfer's progress, and when it first saw the
+	 * agent or the recorder going away (0: not yet) */
+	curl_off_t dl_total, dl_now;
+	double t_leaving_ms;
 };
+
+/* How long an answered call's transfer may still run once the agent hung
+ * up or the recorder stops (its last bytes, the stream's closing chunk). */
+#define ANSWERED_GRACE_MS 2000.0
 
 /* Waits on x->cv (x->mu held) for at most 100 ms: the relay's two sides
  * re-check their conditions (closing, client gone) at least that often. */
@@ -392,15 +401,21 @@ static void anthropic_event(struct xreq *x, const cJSON *j)
 static int on_sse(void *ud, const struct sse_event *ev)
 {
 	struct xreq *x = ud;
-	if (ev->comment || (ev->data_len == 6 && !memcmp(ev->data, "[DONE]", 6)))
+	if (!ev->comment && ev->data_len == 6 && !memcmp(ev->data, "[DONE]", 6))
+		x->acc.ended = true;
+	if (ev->comment || x->acc.ended)
 		return 0;
 	cJSON *j = cJSON_ParseWithLength(ev->data, ev->data_len);
 	if (!j)
 		return 0;
-	if (x->api == API_OPENAI)
+	if (x->api == API_OPENAI) {
 		openai_msg(x, j, true);
-	else
+	} else {
+		const char *type = jstr(j, "type");
+		if (type && !strcmp(type, "message_stop"))
+			x->acc.ended = true;
 		anthropic_event(x, j);
+	}
 	cJSON_Delete(j);
 	return 0;
 }
@@ -880,6 +895,27 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
 	return n;
 }
 
+/* Whether the upstream's answer is all here: its Content-Length reached, or
+ * the stream's end event seen. The agent may have all of it and go, or the
+ * recorder be stopped, before the transfer's last formalities: such a call
+ * is still recorded. */
+static bool answered(const struct xreq *x)
+{
+	return x->acc.ended || (x->dl_total > 0 && x->dl_now >= x->dl_total);
+}
+
+/* Whether the transfer is to be cut: the agent hung up or the recorder
+ * stops, and the answer is not all here (or its grace is over). */
+static bool cut(struct xreq *x, bool leaving)
+{
+	if (!leaving)
+		return false;
+	double now = mono_ms();
+	if (x->t_leaving_ms == 0)
+		x->t_leaving_ms = now;
+	return !answered(x) || now - x->t_leaving_ms > ANSWERED_GRACE_MS;
+}
+
 static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 {
 	struct xreq *x = ud;
@@ -896,17 +932,22 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 		gone = true;
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
-	if (gone)
+	if (gone && cut(x, true))
 		return 0; /* aborts the transfer */
 	if (x->api != API_NONE)
 		acc_feed(x, p, n);
 	return n;
 }
 
-static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
 	struct xreq *x = ud;
-	return x->client_gone || x->rec->closing;
+	x->dl_total = dltotal;
+	x->dl_now = dlnow;
+	pthread_mutex_lock(&x->mu);
+	bool leaving = x->client_gone || x->rec->closing;
+	pthread_mutex_unlock(&x->mu);
+	return cut(x, leaving);
 }
 
 static void *worker(void *arg)
@@ -960,11 +1001,12 @@ static void *worker(void *arg)
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
 
-	if (x->api != API_NONE && !(r->closing && x->failed)) {
+	/* cut by the recorder's stop: no record, unless the answer was all here */
+	if (x->api != API_NONE && !(r->closing && x->failed && !answered(x))) {
 		long status = x->status;
 		if (x->failed && before_headers)
 			status = 502;
-		else if (gone)
+		else if (gone && !answered(x))
 			status = 499;
 		if (x->acc.sse && x->acc.sp)
 			sse_parser_finish(x->acc.sp, on_sse, x, &(bool){false}, NULL);

@@ -61,6 +61,7 @@ class Upstream(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.capture = capture
         self.answerer = None  # (path, req, k) -> (text, calls); None = answer()
         self.raw = None  # bytes that replace "RAW" in answers (e.g. bytes that are not UTF-8)
+        self.linger = 0  # seconds between a stream's last event and its closing chunk
 
 
 def sse_openai(text, calls, usage):
@@ -182,6 +183,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 self.wfile.write(c)
         if stream:
+            self.wfile.flush()
+            time.sleep(self.server.linger)
             self.wfile.write(b"0\r\n\r\n")
 
 
@@ -618,6 +621,33 @@ try:
     good, msg = validate(os.path.join(work, "killed.jsonl"))
     n = sum(1 for l in open(os.path.join(work, "killed.jsonl")) if '"type":"turn"' in l)
     ok(good and n == 3, "SIGKILL: the trace is valid with its 3 turns: " + msg.strip())
+
+    # ---- 4b. stopped when the agent has its whole answer, before the stream's closing chunk -----
+    lup = serve()
+    lup.linger = 1.0
+    rec, port = start_recorder("http://127.0.0.1:%d" % lup.server_address[1], "linger", ["--no-redact"])
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("POST", "/v1/chat/completions", json.dumps({"model": "m", "stream": True,
+                                                          "messages": [{"role": "user", "content": "one"}]}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    got = b""
+    while b"[DONE]" not in got:
+        b = r.read1(65536)
+        if not b:
+            break
+        got += b
+    t0 = time.time()
+    rc = stop(rec, signal.SIGTERM)  # as an agent's harness does once the agent has its answer
+    took = time.time() - t0
+    c.close()
+    path = os.path.join(work, "linger.jsonl")
+    good, msg = validate(path) if os.path.exists(path) else (False, "no trace written")
+    n = sum(1 for l in open(path) if '"type":"turn"' in l) if os.path.exists(path) else 0
+    ok(rc == 0 and good and n == 1, "stopped after [DONE], before the closing chunk: the call is recorded (%s, %d turns) %s"
+       % (rc, n, msg.strip()))
+    ok(took < 4, "... and the stop waits no longer than the stream's end (%.1f s)" % took)
+    lup.shutdown()
 
     # ---- 5b. concurrent subagents: one parent and two interleaved children ------------------
     mup = serve()
